@@ -1,0 +1,1 @@
+"""Metrics, policy evaluation and reports."""

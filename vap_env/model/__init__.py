@@ -1,0 +1,1 @@
+"""The action-to-video world model: codecs, transformer, ControlNet, LoRA, sampler, save/load."""

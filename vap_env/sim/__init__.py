@@ -1,0 +1,1 @@
+"""PyBullet tabletop scenes, tasks and the simulator env."""
