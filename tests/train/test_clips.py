@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+
+from tests.test_data import make_episode
+from vap_env.kinematics import Robot
+from vap_env.train.clips import ClipConfig, ClipDataset, interaction_masks
+
+
+def _episode(t=6):
+    ep = make_episode(t=t, h=32, w=32)
+    robot = Robot("panda")
+    # Commanded states the robot can take: the home pose moved a little each frame.
+    ep.commanded_joints = (robot.home + np.linspace(0, 0.3, t)[:, None]).astype(np.float32)
+    ep.camera = ep.camera.__class__.from_spec(robot.desc.camera, 32, 32)
+    robot.close()
+    return ep
+
+
+def test_clip_shapes_ranges_and_windows():
+    ep = _episode(t=6)
+    ds = ClipDataset([ep, ep], ClipConfig(prompt="skeleton", context_frames=2, target_frames=1))
+    assert len(ds) == 2 * (6 - 3 + 1)
+    item = ds[1]
+    assert item["context"].shape == (2, 3, 32, 32) and item["target"].shape == (1, 3, 32, 32)
+    assert item["prompts"].shape == (3, 3, 32, 32)
+    assert item["context"].min() >= -1 and item["context"].max() <= 1
+    # The target is frame start + context_frames of the episode, exactly.
+    expected = torch.from_numpy(ep.frames[1 + 2]).permute(2, 0, 1).float() / 127.5 - 1
+    torch.testing.assert_close(item["target"][0], expected)
+    # Skeleton prompts draw something; the weight map amplifies only the gripper region.
+    assert (item["prompts"] > -1).any()
+    w = item["weight"]
+    assert set(torch.unique(w).tolist()) == {1.0, 3.0}
+    assert 0 < (w > 1).float().mean() < 0.2
+
+
+def test_state_prompt_is_the_commanded_vector():
+    ep = _episode()
+    item = ClipDataset([ep], ClipConfig(prompt="state"))[0]
+    assert item["prompts"].shape == (2, 8)
+    np.testing.assert_allclose(item["prompts"][0, :7].numpy(), ep.commanded_joints[0], rtol=1e-6)
+
+
+def test_interaction_mask_follows_the_gripper():
+    ep = _episode()
+    robot = Robot("panda")
+    masks = interaction_masks(ep, robot, 0.08)
+    uv, _ = ep.camera.project(robot.fk(ep.commanded_joints[0], ep.commanded_gripper[0]))
+    u, v = np.round(uv[-1]).astype(int)
+    assert masks[0, v, u]
+    robot.close()
+
+
+def test_bad_clip_config():
+    with pytest.raises(ValueError, match="prompt"):
+        ClipConfig(prompt="text")
+    with pytest.raises(ValueError, match="interaction_weight"):
+        ClipConfig(interaction_weight=0.5)
+    with pytest.raises(ValueError, match="shorter"):
+        ClipDataset([_episode(t=2)], ClipConfig(context_frames=2, target_frames=1))

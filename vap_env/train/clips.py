@@ -1,0 +1,126 @@
+"""Training clips cut from recorded episodes: context frames, target frames, their prompts, loss weights.
+
+Prompts are rendered here from the *commanded* robot state (never the achieved one) with the episode's own
+camera, so the same recording trains every prompt kind. The interaction-region weight map marks the
+gripper in the target frames (its keypoints projected, drawn as discs, dilated); the trainer multiplies the
+diffusion loss by it, as the paper amplifies the loss around the interaction region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vap_env.data import Episode, EpisodeDataset
+from vap_env.kinematics import Robot
+from vap_env.prompts import PROMPT_KINDS, ActionPrompter
+
+
+@dataclass
+class ClipConfig:
+    """How clips are cut.
+
+    Args:
+        prompt: Prompt kind, one of ``vap_env.prompts.PROMPT_KINDS``.
+        context_frames: Frames the model is conditioned on.
+        target_frames: Frames the model generates per step.
+        interaction_weight: Loss weight inside the gripper region (1 disables the amplification).
+        interaction_radius: Radius of the gripper region as a fraction of the image size.
+    """
+
+    prompt: str = "skeleton"
+    context_frames: int = 1
+    target_frames: int = 1
+    interaction_weight: float = 3.0
+    interaction_radius: float = 0.08
+
+    def __post_init__(self) -> None:
+        if self.prompt not in PROMPT_KINDS:
+            raise ValueError(f"`prompt` must be one of {list(PROMPT_KINDS)}, got {self.prompt!r}")
+        if self.context_frames < 1 or self.target_frames < 1:
+            raise ValueError(f"`context_frames` and `target_frames` must be >= 1, got {self.context_frames}, "
+                             f"{self.target_frames}")
+        if self.interaction_weight < 1:
+            raise ValueError(f"`interaction_weight` must be >= 1 (1 switches it off), got {self.interaction_weight}")
+
+    @property
+    def clip_length(self) -> int:
+        return self.context_frames + self.target_frames
+
+
+def render_episode_prompts(episode: Episode, robot: Robot, kind: str) -> np.ndarray:
+    """Prompts of every frame of an episode from its commanded states: (T, H, W, 3) uint8 or (T, D) float32."""
+    prompter = ActionPrompter(robot, episode.camera, kind)
+    return np.stack([prompter.render(q, g) for q, g in zip(episode.commanded_joints, episode.commanded_gripper,
+                                                           strict=True)])
+
+
+def interaction_masks(episode: Episode, robot: Robot, radius: float) -> np.ndarray:
+    """(T, H, W) bool: discs around the gripper keypoints (commanded state) in each frame."""
+    h, w = episode.image_size
+    grip = sorted({i for b in robot.graph.bones if b.gripper for i in (b.start, b.end)})
+    r = max(1, int(round(radius * min(h, w))))
+    masks = np.zeros((episode.num_frames, h, w), dtype=np.uint8)
+    for t, (q, g) in enumerate(zip(episode.commanded_joints, episode.commanded_gripper, strict=True)):
+        uv, z = episode.camera.project(robot.fk(q, g)[grip])
+        for (u, v), d in zip(uv, z, strict=True):
+            if d > 0 and np.isfinite(u) and np.isfinite(v):
+                cv2.circle(masks[t], (int(round(u)), int(round(v))), r, 1, -1)
+    return masks.astype(bool)
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Every window of ``context_frames + target_frames`` consecutive frames of every episode.
+
+    Items are dicts of tensors:
+        ``context`` (Tc, 3, H, W) and ``target`` (Tf, 3, H, W) float in [-1, 1];
+        ``prompts`` (Tc + Tf, 3, H, W) float in [-1, 1], or (Tc + Tf, D) float for the ``state`` prompt;
+        ``weight`` (Tf, 1, H, W) float loss weights; ``episode`` and ``start`` indices.
+
+    Args:
+        episodes: A dataset or a list of episodes (all of one robot and image size).
+        config: How to cut clips.
+        progress: Show a progress bar while rendering prompts.
+    """
+
+    def __init__(self, episodes: EpisodeDataset | list[Episode], config: ClipConfig, progress: bool = False) -> None:
+        self.config = config
+        eps = list(episodes)
+        if not eps:
+            raise ValueError("no episodes to cut clips from")
+        robots, sizes = {e.robot for e in eps}, {e.image_size for e in eps}
+        if len(robots) != 1 or len(sizes) != 1:
+            raise ValueError(f"episodes must share one robot and image size, got robots {robots}, sizes {sizes}")
+        self.robot_name, self.image_size = robots.pop(), sizes.pop()
+        robot = Robot(self.robot_name)
+        self.frames, self.prompts, self.masks, self.index = [], [], [], []
+        for e_idx, ep in enumerate(tqdm(eps, desc="rendering prompts", disable=not progress)):
+            self.frames.append(ep.frames)
+            self.prompts.append(render_episode_prompts(ep, robot, config.prompt))
+            self.masks.append(interaction_masks(ep, robot, config.interaction_radius))
+            self.index += [(e_idx, s) for s in range(ep.num_frames - config.clip_length + 1)]
+        robot.close()
+        if not self.index:
+            raise ValueError(f"episodes are shorter than a clip ({config.clip_length} frames)")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @staticmethod
+    def to_tensor(frames: np.ndarray) -> torch.Tensor:
+        """(T, H, W, 3) uint8 -> (T, 3, H, W) float in [-1, 1]."""
+        return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        e, s = self.index[i]
+        c, n = self.config.context_frames, self.config.clip_length
+        frames = self.to_tensor(self.frames[e][s : s + n])
+        prompts = self.prompts[e][s : s + n]
+        prompts = torch.from_numpy(prompts) if prompts.ndim == 2 else self.to_tensor(prompts)
+        weight = 1.0 + (self.config.interaction_weight - 1.0) * torch.from_numpy(self.masks[e][s + c : s + n]).float()
+        return {"context": frames[:c], "target": frames[c:], "prompts": prompts, "weight": weight[:, None],
+                "episode": torch.tensor(e), "start": torch.tensor(s)}
