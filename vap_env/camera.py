@@ -2,8 +2,8 @@
 
 Conventions (OpenCV): the camera frame has x right, y down, z forward; pixel centres sit at integer
 coordinates, so pixel ``(row=v, col=u)`` covers ``[u-0.5, u+0.5)``. PyBullet's view/projection matrices
-follow OpenGL (camera looks down -z, y up, pixel centres at half-integers); :meth:`Camera.from_pybullet`
-and :meth:`Camera.to_pybullet` convert exactly between the two.
+follow OpenGL (camera looks down -z, y up) with the TinyRenderer's own pixel sampling, measured against
+rendered markers; :meth:`Camera.from_pybullet` and :meth:`Camera.to_pybullet` convert exactly between the two.
 """
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ class Camera:
         V = np.asarray(view, dtype=np.float64).reshape(4, 4).T
         P = np.asarray(projection, dtype=np.float64).reshape(4, 4).T
         fx, fy = P[0, 0] * width / 2.0, P[1, 1] * height / 2.0
-        cx = (1.0 - P[0, 2]) * width / 2.0 - 0.5
-        cy = (1.0 + P[1, 2]) * height / 2.0 - 0.5
+        # PyBullet's TinyRenderer samples pixel (row r, column c) at NDC ((2c)/W - 1, 1 - 2(r+1)/H): measured
+        # against rendered markers, the OpenGL half-pixel convention would put every point (+0.5, -0.5) px off.
+        cx = (1.0 - P[0, 2]) * width / 2.0
+        cy = (1.0 + P[1, 2]) * height / 2.0 - 1.0
         near = P[2, 3] / (P[2, 2] - 1.0)
         far = P[2, 3] / (P[2, 2] + 1.0)
         K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
@@ -108,8 +110,8 @@ class Camera:
         P = np.zeros((4, 4))
         P[0, 0] = 2.0 * K[0, 0] / w
         P[1, 1] = 2.0 * K[1, 1] / h
-        P[0, 2] = 1.0 - 2.0 * (K[0, 2] + 0.5) / w
-        P[1, 2] = 2.0 * (K[1, 2] + 0.5) / h - 1.0
+        P[0, 2] = 1.0 - 2.0 * K[0, 2] / w
+        P[1, 2] = 2.0 * (K[1, 2] + 1.0) / h - 1.0
         P[2, 2] = -(f + n) / (f - n)
         P[2, 3] = -2.0 * f * n / (f - n)
         P[3, 2] = -1.0

@@ -122,6 +122,10 @@ class Robot:
         self._client.resetJointStatesMultiDof(self.body, ids, [[v] for v in vals])
         self._q_cache = key
 
+    def pose(self, q: np.ndarray, gripper: float = 1.0) -> None:
+        """Put the robot of the private client in state ``(q, gripper)`` (for renders through ``self.client``)."""
+        self._set_state(q, gripper)
+
     def link_frames(self, q: np.ndarray, gripper: float = 1.0,
                     links: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """World poses of link frames (URDF link origins): positions (L, 3) and quaternions xyzw (L, 4)."""

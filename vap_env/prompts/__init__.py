@@ -16,12 +16,19 @@ import numpy as np
 
 from vap_env.camera import Camera
 from vap_env.kinematics import Robot
+from vap_env.prompts.filters import OneEuroFilter, filter_track
+from vap_env.prompts.hand import HandPrompter
+from vap_env.prompts.rectify import Rectification, RectificationConfig, estimate_rectification
 from vap_env.prompts.skeleton import DepthSkeletonRenderer, SkeletonRenderer
 
 PROMPT_KINDS = ("skeleton", "depth_skeleton", "mask", "depth", "state", "none")
 IMAGE_PROMPT_KINDS = ("skeleton", "depth_skeleton", "mask", "depth", "none")
 
-__all__ = ["PROMPT_KINDS", "IMAGE_PROMPT_KINDS", "ActionPrompter", "SkeletonRenderer", "DepthSkeletonRenderer"]
+__all__ = [
+    "PROMPT_KINDS", "IMAGE_PROMPT_KINDS", "ActionPrompter", "SkeletonRenderer", "DepthSkeletonRenderer",
+    "HandPrompter", "OneEuroFilter", "filter_track",
+    "Rectification", "RectificationConfig", "estimate_rectification",
+]
 
 
 class ActionPrompter:

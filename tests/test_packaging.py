@@ -1,0 +1,23 @@
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    """A package missing from [tool.setuptools] packages would silently be left out of the wheel."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vap_env").rglob("__init__.py")}
+    found.add("vap_env.policies")
+    assert found <= listed, f"add to pyproject.toml: {sorted(found - listed)}"
+
+
+def test_robot_descriptions_ship_with_the_package():
+    import vap_env.description as d
+
+    assert (Path(d.__file__).parent / "robots" / "panda.toml").is_file()
