@@ -32,9 +32,12 @@ def load_body(client: bullet_client.BulletClient, desc: RobotDescription, base_p
     pos = list(desc.base_position if base_position is None else base_position)
     if path.endswith(".sdf"):
         body = client.loadSDF(path)[0]
-        client.resetBasePositionAndOrientation(body, pos, [0, 0, 0, 1])
-        # SDF bodies load with a floating base; pin it to the world.
-        client.createConstraint(body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], pos)
+        # resetBasePositionAndOrientation places the base's centre of mass; place its link frame instead.
+        local_pos, local_orn = client.getDynamicsInfo(body, -1)[3:5]
+        com_pos, com_orn = p.multiplyTransforms(pos, [0, 0, 0, 1], local_pos, local_orn)
+        client.resetBasePositionAndOrientation(body, com_pos, com_orn)
+        # SDF bodies load with a floating base; pin its centre of mass where it now is.
+        client.createConstraint(body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], com_pos, [0, 0, 0, 1], com_orn)
     else:
         body = client.loadURDF(path, pos, useFixedBase=True, flags=p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT)
     return body

@@ -71,9 +71,9 @@ def collect(robot: str, task: str, episodes: int, policy_spec: str, out: str | P
 
     from vap_env.data import EpisodeDataset
     from vap_env.policies import make_policy
-    from vap_env.sim.registration import sim_env_id
+    from vap_env.sim.registration import env_id
 
-    env = gym.make(sim_env_id(robot, task), obs_mode="both", image_size=image_size, camera=camera,
+    env = gym.make(env_id(robot, task), obs_mode="both", image_size=image_size, camera=camera,
                    action_mode=action_mode)
     try:
         fps = env.metadata.get("render_fps")

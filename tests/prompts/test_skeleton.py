@@ -64,7 +64,8 @@ def test_bone_width_scales_with_image_size(robots):
     q = robot.ik([0.5, 0.0, 0.2])
     nominal, ink = {}, {}
     for size in (64, 256):
-        cam = Camera.from_spec(robot.desc.camera, size, size)
+        # A view of the whole arm, so the measured bone is not clipped by the image border.
+        cam = Camera.orbit([0.3, 0.0, 0.3], 1.6, 55.0, -30.0, size, size)
         uv, z = cam.project(robot.fk(q, 1.0))
         nominal[size] = SkeletonRenderer(robot.graph).widths(size, size)[0]
         ink[size], _ = _stroke_width(robot.graph, _longest_bone(robot.graph, uv), uv, z, size)

@@ -1,0 +1,65 @@
+"""Build a policy from a short text spec, for command lines and evaluation sweeps.
+
+Specs are ``KIND`` or ``KIND:ARGS``: ``random``, ``random:seed=3``, ``scripted``,
+``scripted:noise=0.2,hesitation=0.1,seed=0``. New kinds register a builder in ``POLICY_BUILDERS``
+(a function ``(args: str, env) -> Policy``; ``args`` is the text after the colon, ``""`` if none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+from vap_env.policies.base import Policy
+from vap_env.policies.random_policy import RandomPolicy
+from vap_env.policies.scripted import ScriptedPushPolicy, ScriptedReachPolicy
+
+
+def parse_kwargs(args: str, allowed: dict[str, type]) -> dict:
+    """``"noise=0.2,seed=3"`` -> ``{"noise": 0.2, "seed": 3}``, each value read as its type in ``allowed``."""
+    out = {}
+    for item in filter(None, (s.strip() for s in args.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in allowed:
+            keys = ", ".join(allowed)
+            raise ValueError(f"bad policy argument {item!r}; expected KEY=VALUE with KEY one of: {keys}")
+        try:
+            out[key] = allowed[key](value.strip())
+        except ValueError as e:
+            raise ValueError(f"policy argument {key!r}: {value!r} is not a {allowed[key].__name__}") from e
+    return out
+
+
+def _random(args: str, env: gym.Env) -> Policy:
+    return RandomPolicy(env.action_space, **parse_kwargs(args, {"seed": int}))
+
+
+def _scripted(args: str, env: gym.Env) -> Policy:
+    kwargs = parse_kwargs(args, {"noise": float, "hesitation": float, "seed": int})
+    task = getattr(env.unwrapped, "task_name", None)
+    experts = {"push": ScriptedPushPolicy, "reach": ScriptedReachPolicy}
+    if task not in experts:
+        raise ValueError(f"no scripted expert for task {task!r}; experts exist for: {', '.join(experts)}")
+    return experts[task](env, **kwargs)
+
+
+POLICY_BUILDERS: dict[str, Callable[[str, gym.Env], Policy]] = {"random": _random, "scripted": _scripted}
+
+
+def make_policy(spec: str, env: gym.Env) -> Policy:
+    """The policy that ``spec`` names, for ``env``.
+
+    Args:
+        spec: ``KIND`` or ``KIND:ARGS`` (see the module docstring).
+        env: The env the policy acts in (its spaces and, for experts, ``state_layout`` and ``task_name``).
+
+    Raises:
+        ValueError: unknown kind (the message lists the valid ones) or bad arguments.
+    """
+    kind, _, args = spec.partition(":")
+    kind = kind.strip()
+    if kind not in POLICY_BUILDERS:
+        valid = ", ".join(POLICY_BUILDERS)
+        raise ValueError(f"unknown policy kind {kind!r} in spec {spec!r}; valid kinds: {valid}")
+    return POLICY_BUILDERS[kind](args, env)
