@@ -71,8 +71,13 @@ def collect(robot: str, task: str, episodes: int, policy_spec: str, out: str | P
 
     from vap_env.data import EpisodeDataset
     from vap_env.policies import make_policy
-    from vap_env.sim.registration import env_id
+    from vap_env.sim.registration import MAX_EPISODE_STEPS, arm_robots, env_id
 
+    if robot not in arm_robots():
+        raise ValueError(f"unknown robot {robot!r} for the simulator; robots with a simulated arm: "
+                         f"{', '.join(arm_robots())}")
+    if task not in MAX_EPISODE_STEPS:
+        raise ValueError(f"unknown task {task!r}; tasks: {', '.join(MAX_EPISODE_STEPS)}")
     env = gym.make(env_id(robot, task), obs_mode="both", image_size=image_size, camera=camera,
                    action_mode=action_mode)
     try:
