@@ -94,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_info)
 
+    from vap_env.train.codec_command import add_train_codec_parser
     from vap_env.train.commands import add_train_parser
 
     add_train_parser(sub)
+    add_train_codec_parser(sub)
     return parser
 
 
