@@ -1,0 +1,204 @@
+"""Configuration of the action-to-video world model (:class:`WorldModelConfig`) and its named choices.
+
+Kept apart from the model so that trainers, the command line and the environments can read, write and
+compare configurations without building a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+PROMPT_KINDS = ("skeleton", "depth_skeleton", "mask", "state", "none")
+IMAGE_PROMPT_KINDS = ("skeleton", "depth_skeleton", "mask")
+STAGES = ("pretrain", "control", "joint")
+# Fields that may change between training runs on the same weights (e.g. pretrain -> control); every other
+# field fixes the architecture or the data the weights belong to.
+TRAINING_FIELDS = (
+    "stage",
+    "control_dropout",
+    "context_noise_log_sigma",
+    "context_noise_log_sigma_std",
+    "num_inference_steps",
+    "codec_fingerprint",
+)
+
+
+@dataclasses.dataclass
+class WorldModelConfig:
+    """Configuration of :class:`ActionToVideoModel`.
+
+    The transformer-size defaults are CogVideoX-5B's (42 blocks of 48 heads x 64, 480x720 frames);
+    :meth:`ActionToVideoModel.from_cogvideox` replaces them with the checkpoint's own, and :meth:`tiny` is
+    the CPU preset.
+
+    Args:
+        robot: Name of the robot description the prompts are drawn for.
+        image_size: Frame size ``(H, W)`` (an int means square).
+        prompt: Prompt kind: an image kind (``skeleton``, ``depth_skeleton``, ``mask``) drives a ControlNet,
+            ``state`` embeds raw vectors into the timestep embedding, ``none`` is unconditioned on actions.
+        prompt_channels: Channels ``Cp`` of image prompts.
+        context_frames: Frames ``Tc`` the model conditions on (``f k + 1`` for codec temporal factor ``f``).
+        frames_per_step: Frames ``Tf`` generated per call (a multiple of the codec temporal factor).
+        num_layers: Transformer blocks.
+        num_attention_heads: Attention heads.
+        attention_head_dim: Channels per head.
+        time_embed_dim: Width of the timestep embedding.
+        text_embed_dim: Width of the (null or precomputed) text embeddings.
+        text_length: Tokens ``L`` of the learned null text embedding.
+        patch_size: Spatial patch size of the transformer on the latent grid.
+        use_rotary_positional_embeddings: RoPE (else sin-cos absolute positions).
+        use_learned_positional_embeddings: Learned absolute positions (CogVideoX-5B-I2V; ties the resolution).
+        controlnet_layers: Base blocks copied into the ControlNet (image prompts only).
+        controlnet_encoder_channels: Base width of the ControlNet's trajectory encoder.
+        lora_rank: LoRA rank on the attention projections; 0 disables LoRA.
+        lora_alpha: LoRA alpha (scale ``alpha / rank``).
+        state_dim: Size ``D`` of a state/action vector (``state`` prompts only).
+        state_hidden_dim: Hidden width of the state embedder.
+        num_inference_steps: Default denoising steps of ``generate``.
+        control_dropout: Probability of dropping the control signal of a training sample, which trains the
+            unconditional branch used by classifier-free guidance.
+        context_noise_log_sigma: Mean of ``log sigma`` of the noise added to the conditioning context latents
+            in training (CogVideoX's I2V recipe; GameNGen's augmentation); ``None`` disables it.
+        context_noise_log_sigma_std: Standard deviation of that ``log sigma``.
+        stage: Training stage, see :meth:`ActionToVideoModel.set_stage`.
+        codec_fingerprint: Fingerprint of the codec the weights were trained with
+            (:func:`~vap_env.model.checkpoint.module_fingerprint`); :class:`ActionToVideoModel` fills it in
+            from its codec and refuses a codec with another fingerprint. ``None`` accepts any codec.
+    """
+
+    robot: str = "panda"
+    image_size: tuple[int, int] | int = (480, 720)
+    prompt: str = "skeleton"
+    prompt_channels: int = 3
+    context_frames: int = 1
+    frames_per_step: int = 1
+    num_layers: int = 42
+    num_attention_heads: int = 48
+    attention_head_dim: int = 64
+    time_embed_dim: int = 512
+    text_embed_dim: int = 4096
+    text_length: int = 226
+    patch_size: int = 2
+    use_rotary_positional_embeddings: bool = True
+    use_learned_positional_embeddings: bool = False
+    controlnet_layers: int = 14
+    controlnet_encoder_channels: int = 64
+    lora_rank: int = 64
+    lora_alpha: float = 64.0
+    state_dim: int = 0
+    state_hidden_dim: int = 256
+    num_inference_steps: int = 8
+    control_dropout: float = 0.1
+    context_noise_log_sigma: float | None = -3.0
+    context_noise_log_sigma_std: float = 0.5
+    stage: str = "joint"
+    codec_fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.image_size, int):
+            self.image_size = (self.image_size, self.image_size)
+        self.image_size = tuple(self.image_size)
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise ValueError(f"`image_size` must be a positive int or (H, W), got {self.image_size}")
+        if self.prompt not in PROMPT_KINDS:
+            raise ValueError(f"`prompt` must be one of {list(PROMPT_KINDS)}, got {self.prompt!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"`stage` must be one of {list(STAGES)}, got {self.stage!r}")
+        if not self.robot:
+            raise ValueError("`robot` must be a non-empty robot name, got ''")
+        for name in (
+            "prompt_channels",
+            "context_frames",
+            "frames_per_step",
+            "num_layers",
+            "num_attention_heads",
+            "attention_head_dim",
+            "time_embed_dim",
+            "text_embed_dim",
+            "text_length",
+            "patch_size",
+            "controlnet_encoder_channels",
+            "state_hidden_dim",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if self.image_size[0] % self.patch_size or self.image_size[1] % self.patch_size:
+            raise ValueError(
+                f"`image_size` must be divisible by `patch_size` {self.patch_size}, got {self.image_size}"
+            )
+        if self.prompt in IMAGE_PROMPT_KINDS and not 1 <= self.controlnet_layers <= self.num_layers:
+            raise ValueError(
+                f"`controlnet_layers` must be in [1, {self.num_layers}], got {self.controlnet_layers}"
+            )
+        if self.lora_rank < 0 or self.lora_alpha <= 0:
+            raise ValueError(
+                f"`lora_rank` must be >= 0 and `lora_alpha` > 0, got {self.lora_rank}, {self.lora_alpha}"
+            )
+        if self.prompt == "state" and self.state_dim < 1:
+            raise ValueError(f"`state_dim` must be >= 1 for prompt 'state', got {self.state_dim}")
+        if not 1 <= self.num_inference_steps <= 1000:
+            raise ValueError(f"`num_inference_steps` must be in [1, 1000], got {self.num_inference_steps}")
+        if not 0.0 <= self.control_dropout < 1.0:
+            raise ValueError(f"`control_dropout` must be in [0, 1), got {self.control_dropout}")
+        if self.codec_fingerprint is not None and (
+            not isinstance(self.codec_fingerprint, str) or not self.codec_fingerprint
+        ):
+            raise ValueError(
+                f"`codec_fingerprint` must be a non-empty string or None, got {self.codec_fingerprint!r}"
+            )
+        if self.context_noise_log_sigma_std < 0:
+            raise ValueError(
+                f"`context_noise_log_sigma_std` must be >= 0, got {self.context_noise_log_sigma_std}"
+            )
+
+    @classmethod
+    def tiny(cls, **overrides: object) -> WorldModelConfig:
+        """The CPU preset: 64x64 frames, 4 blocks of 4 heads x 32, ControlNet of 2 blocks, LoRA rank 8.
+
+        ``patch_size=2`` suits a 4x latent codec (16x16 latents, 64 tokens a frame); use 4 with a
+        :class:`~vap_env.model.codec.PixelCodec`. Any field can be overridden by keyword.
+        """
+        values: dict[str, object] = dict(
+            image_size=64,
+            num_layers=4,
+            num_attention_heads=4,
+            attention_head_dim=32,
+            time_embed_dim=128,
+            text_embed_dim=64,
+            text_length=4,
+            patch_size=2,
+            controlnet_layers=2,
+            controlnet_encoder_channels=16,
+            lora_rank=8,
+            lora_alpha=8.0,
+            state_hidden_dim=128,
+            num_inference_steps=4,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def to_json(self) -> str:
+        """The config as a JSON document."""
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> WorldModelConfig:
+        """Reads a config written by :meth:`to_json`; unknown fields are an error."""
+        values = json.loads(text)
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown WorldModelConfig fields {unknown}")
+        return cls(**values)
+
+    def architecture_differences(self, other: WorldModelConfig) -> dict[str, tuple[object, object]]:
+        """Fields outside :data:`TRAINING_FIELDS` that differ: ``{name: (self's value, other's value)}``.
+
+        Weights trained under one config load into a model of the other only when this is empty.
+        """
+        return {
+            field.name: (getattr(self, field.name), getattr(other, field.name))
+            for field in dataclasses.fields(self)
+            if field.name not in TRAINING_FIELDS and getattr(self, field.name) != getattr(other, field.name)
+        }

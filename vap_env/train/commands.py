@@ -1,0 +1,299 @@
+"""The ``vap-env train`` command: world-model training from the command line.
+
+:func:`add_train_parser` registers the subcommand on the ``vap-env`` parser; :func:`run_train` is its
+handler. Torch and the trainer are imported inside the handler, so ``vap-env --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vap_env.model.config import PROMPT_KINDS, WorldModelConfig
+
+if TYPE_CHECKING:
+    from vap_env.data import EpisodeDataset
+
+DESCRIPTION = """\
+Train the action-to-video world model on recorded episodes (`vap-env collect`).
+
+Stages, as in the paper: `joint` trains everything from scratch (small models); `pretrain` teaches the
+base transformer video continuation without actions; `control` freezes that base and trains the ControlNet
+and LoRA on the action prompts (--init a pretrain output). Held-out episodes (--val-data, or the last 10%
+of --data) give a one-step generation PSNR beside the repeat-last-frame baseline every --eval-every steps.
+
+OUT gets model/ (the final model, loadable with ActionToVideoModel.from_pretrained), checkpoints/ (for
+--resume), metrics.csv and train_config.json. The same command runs under `accelerate launch` on several
+GPUs."""
+
+EPILOG = """\
+examples:
+  vap-env train --data data/panda_push --out runs/wm --config tiny --steps 3000
+  vap-env train --data data/panda_push --codec runs/codec --out runs/wm --steps 3000 --ema
+  vap-env train --data data/panda_push --out runs/pre --stage pretrain --steps 3000
+  vap-env train --data data/panda_push --out runs/ctl --stage control --init runs/pre --steps 2000
+  vap-env train --data data/panda_push --out runs/wm --steps 6000 --resume
+"""
+
+# WorldModelTrainConfig's defaults, repeated so that building the parser imports no torch (importing the
+# trainer takes seconds); the tests check that both agree.
+TRAIN_DEFAULTS: dict[str, object] = {
+    "steps": 10_000,
+    "batch_size": 16,
+    "lr": 3e-4,
+    "eval_every": 500,
+    "checkpoint_every": 1_000,
+    "keep_checkpoints": 2,
+    "interaction_weight": 3.0,
+}
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Registers ``train`` on the ``vap-env`` subparsers; returns its parser (handler: :func:`run_train`)."""
+    default = TRAIN_DEFAULTS
+    p = subparsers.add_parser(
+        "train",
+        help="train the world model on recorded episodes",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="recorded episodes (from `vap-env collect`)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--prompt",
+        choices=PROMPT_KINDS,
+        default=None,
+        help="visual action prompt kind; default: skeleton (with --init: the saved model's)",
+    )
+    p.add_argument(
+        "--config",
+        default="tiny",
+        metavar="tiny|FILE",
+        help="model size: `tiny` (the CPU preset, fitted to the data's robot and image size) or a "
+        "WorldModelConfig JSON file; ignored with --init; default: tiny",
+    )
+    p.add_argument(
+        "--stage",
+        choices=("joint", "pretrain", "control"),
+        default="joint",
+        help="joint: all weights from scratch; pretrain: base only, no action conditioning; "
+        "control: base frozen, ControlNet + LoRA (needs --init); default: joint",
+    )
+    p.add_argument("--init", metavar="DIR", help="start from a saved model (a model/ folder or a run's OUT)")
+    p.add_argument(
+        "--codec",
+        metavar="DIR",
+        help="a trained codec (`train_codec` output) to work in its latent space; default: the "
+        "--init model's codec, else pixel space",
+    )
+    p.add_argument(
+        "--val-data",
+        metavar="DIR",
+        help="held-out episodes; default: the last 10%% of --data's episodes (at least one)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint in --out (same step, optimizer and RNG state)",
+    )
+    p.add_argument(
+        "--steps",
+        metavar="N",
+        type=int,
+        default=default["steps"],
+        help=f"optimizer steps in all; default: {default['steps']}",
+    )
+    p.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=int,
+        default=default["batch_size"],
+        help=f"clips per step and process; default: {default['batch_size']}",
+    )
+    p.add_argument(
+        "--lr",
+        metavar="LR",
+        type=float,
+        default=default["lr"],
+        help=f"peak AdamW learning rate (warm-up, cosine decay); default: {default['lr']}",
+    )
+    p.add_argument(
+        "--eval-every",
+        metavar="N",
+        type=int,
+        default=default["eval_every"],
+        help=f"steps between held-out evaluations; default: {default['eval_every']}",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        metavar="N",
+        type=int,
+        default=default["checkpoint_every"],
+        help=f"steps between checkpoints (the last {default['keep_checkpoints']} are kept); "
+        f"default: {default['checkpoint_every']}",
+    )
+    p.add_argument(
+        "--interaction-weight",
+        metavar="W",
+        type=float,
+        default=default["interaction_weight"],
+        help="loss weight around the gripper (1 turns the amplification off); "
+        f"default: {default['interaction_weight']}",
+    )
+    p.add_argument(
+        "--context-frames",
+        metavar="N",
+        type=int,
+        default=None,
+        help="frames the model conditions on; default: 1 (with --init: the saved model's)",
+    )
+    p.add_argument(
+        "--frames-per-step",
+        metavar="N",
+        type=int,
+        default=None,
+        help="frames generated per step; default: 1 (with --init: the saved model's)",
+    )
+    p.add_argument(
+        "--ema",
+        action="store_true",
+        help="keep an EMA of the weights (evaluated and saved instead of the raw weights)",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        choices=("no", "bf16", "fp16"),
+        default="no",
+        help="autocast precision (bf16 on recent GPUs); default: no",
+    )
+    p.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass: less memory, more compute",
+    )
+    p.add_argument(
+        "--log",
+        choices=("csv", "tensorboard"),
+        default="csv",
+        help="metrics.csv only, or TensorBoard events too (needs tensorboard); default: csv",
+    )
+    p.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="seed of weights, clip order and noise; default: 0"
+    )
+    p.set_defaults(func=run_train)
+    return p
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Handler of ``vap-env train``: builds the configs, trains, prints a summary. Returns the exit code."""
+    from vap_env.train.world_model_trainer import WorldModelTrainConfig, train_world_model
+
+    try:
+        if not Path(args.data).is_dir():
+            raise FileNotFoundError(f"--data {args.data} does not exist")
+        init = _model_dir(Path(args.init)) if args.init else None
+        model_config = _model_config(args, init)
+        train_config = WorldModelTrainConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            eval_every=args.eval_every,
+            checkpoint_every=args.checkpoint_every,
+            interaction_weight=args.interaction_weight,
+            ema=args.ema,
+            mixed_precision=args.mixed_precision,
+            gradient_checkpointing=args.gradient_checkpointing,
+            log=args.log,
+            seed=args.seed,
+        )
+        result = train_world_model(
+            args.data,
+            args.out,
+            model_config,
+            train_config,
+            codec_dir=args.codec,
+            init_from=init,
+            val_data_dir=args.val_data,
+            resume=args.resume,
+        )
+    except (ValueError, OSError, ModuleNotFoundError) as error:  # OSError: missing, existing, corrupt files
+        print(f"vap-env train: error: {error}", file=sys.stderr)
+        return 2
+    if "heldout_psnr" not in result:  # not the main process of a multi-process launch: it evaluates nothing
+        return 0
+    print(
+        f"trained {result['step'] - result['start_step']} steps ({result['step']} in all) in "
+        f"{result['seconds']:.0f} s, {result.get('it_per_s', float('nan')):.2f} steps/s; held-out one-step "
+        f"PSNR {result['heldout_psnr']:.2f} dB, SSIM {result['heldout_ssim']:.3f} (repeat last frame: "
+        f"{result['baseline_psnr']:.2f} dB, {result['baseline_ssim']:.3f}); model written to "
+        f"{result['model_dir']}"
+    )
+    return 0
+
+
+def _model_dir(path: Path) -> Path:
+    """A saved model directory, given it or a training run's output directory that holds ``model/``."""
+    if (path / "config.json").is_file():
+        return path
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    raise FileNotFoundError(f"--init {path} holds no saved world model (no config.json there or in model/)")
+
+
+def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConfig:
+    """The model config the flags ask for; with ``--init`` the saved one, with the flags that were given."""
+    from vap_env.data import EpisodeDataset
+
+    given = {
+        "prompt": args.prompt,
+        "context_frames": args.context_frames,
+        "frames_per_step": args.frames_per_step,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if init is not None:
+        saved = WorldModelConfig.from_json((init / "config.json").read_text())
+        return dataclasses.replace(saved, stage=args.stage, **given)
+    if args.config != "tiny":
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config {args.config} is neither `tiny` nor an existing JSON file")
+        # a new model: a fingerprint copied from a trained model's config.json would refuse any other codec
+        config = WorldModelConfig.from_json(path.read_text())
+        return dataclasses.replace(config, stage=args.stage, codec_fingerprint=None, **given)
+    data = EpisodeDataset(args.data)
+    if len(data) == 0:
+        raise ValueError(f"--data {args.data} holds no episodes")
+    given.setdefault("prompt", "skeleton")
+    spatial = _codec_spatial_factor(Path(args.codec)) if args.codec else 1
+    # about 8-16 tokens along each side of a frame: cheap on a CPU, fine enough for 32-64 px frames
+    patch = 2 if spatial >= 4 else 4
+    state_dim = _state_dim(data) if given["prompt"] == "state" else 0
+    return WorldModelConfig.tiny(
+        robot=data.robot,
+        image_size=data.image_size,
+        patch_size=patch,
+        stage=args.stage,
+        state_dim=state_dim,
+        **given,
+    )
+
+
+def _codec_spatial_factor(codec_dir: Path) -> int:
+    from vap_env.model.codec import load_codec
+
+    return load_codec(codec_dir).spatial_factor
+
+
+def _state_dim(data: EpisodeDataset) -> int:
+    from vap_env.kinematics import Robot
+    from vap_env.train.clips import render_episode_prompts
+
+    episode = data[0]
+    robot = Robot(episode.robot)
+    try:
+        return int(render_episode_prompts(episode, robot, "state").shape[-1])
+    finally:
+        robot.close()
