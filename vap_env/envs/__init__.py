@@ -1,1 +1,60 @@
-"""Gymnasium environments whose dynamics are the world model."""
+"""Gymnasium environments whose dynamics are the world model.
+
+- :class:`~vap_env.envs.world_model_env.WorldModelEnv`: one imagined episode at a time (``gym.make``);
+- :class:`~vap_env.envs.vector_env.WorldModelVectorEnv`: N episodes, one batched ``generate`` per step
+  (``gym.make_vec(..., vectorization_mode="vector_entry_point")``), same-step autoreset;
+- :class:`~vap_env.envs.sb3.SB3VecEnvAdapter`: stable-baselines3 on top of it;
+- :mod:`~vap_env.envs.estimation`: task state (the red cube) estimated from frames, for rewards.
+
+Ids: ``vap_env/<Robot><Task>-WM-v0`` (:data:`WM_ENV_IDS`), registered by ``import vap_env``. This module
+stays light (no torch import); the classes load on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vap_env.envs.registration import WM_ENV_IDS, register_world_model_envs, wm_env_id
+
+if TYPE_CHECKING:
+    from vap_env.envs.sb3 import SB3VecEnvAdapter
+    from vap_env.envs.vector_env import WorldModelVectorEnv
+    from vap_env.envs.world_model_env import WorldModelEnv
+
+__all__ = [
+    "WM_ENV_IDS",
+    "SB3VecEnvAdapter",
+    "WorldModelEnv",
+    "WorldModelVectorEnv",
+    "default_model_path",
+    "register_world_model_envs",
+    "wm_env_id",
+]
+
+_LAZY = {
+    "WorldModelEnv": "vap_env.envs.world_model_env",
+    "WorldModelVectorEnv": "vap_env.envs.vector_env",
+    "SB3VecEnvAdapter": "vap_env.envs.sb3",
+}
+
+
+def default_model_path() -> Path:
+    """The directory of the default world model (``model="default"``).
+
+    Raises:
+        FileNotFoundError: Always, until vap-env ships a default model; the message says how to pass one.
+    """
+    raise FileNotFoundError(
+        "vap-env ships no default world model yet: pass model=DIR, a directory written by "
+        "ActionToVideoModel.save_pretrained (or the --out directory of `vap-env train`, whose model/ folder "
+        "holds it), or an ActionToVideoModel; e.g. gym.make('vap_env/PandaPush-WM-v0', model='runs/wm')"
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vap_env.envs' has no attribute {name!r}")

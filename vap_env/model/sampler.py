@@ -68,7 +68,7 @@ def sample_latents(
     scheduler: SchedulerMixin,
     shape: tuple[int, int, int, int, int],
     num_inference_steps: int,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     guidance_scale: float = 1.0,
     known_prefix: Tensor | None = None,
     device: torch.device | str = "cpu",
@@ -82,7 +82,9 @@ def sample_latents(
             inputs (``CogVideoXDDIMScheduler``, ``DDIMScheduler``). Its timesteps are (re)set here.
         shape: ``(B, F, C, h, w)`` of the latents to sample, known prefix included.
         num_inference_steps: Denoising steps.
-        generator: Source of all noise (initial latents and the prefix's noise).
+        generator: Source of all noise (initial latents and the prefix's noise); a list of ``B`` generators
+            draws row ``i``'s noise from generator ``i`` alone (diffusers' convention), so a sequence samples
+            the same whatever else is in its batch.
         guidance_scale: Classifier-free guidance weight over the control signal; 1 disables it (one pass).
         known_prefix: ``(B, F_k, C, h, w)`` clean latents of the first ``F_k`` frames (the context), or
             ``None``.
@@ -97,6 +99,8 @@ def sample_latents(
     if num_inference_steps < 1:
         raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
     batch_size = shape[0]
+    if isinstance(generator, list) and len(generator) != batch_size:
+        raise ValueError(f"a list of generators needs one per batch row ({batch_size}), got {len(generator)}")
     num_known = 0 if known_prefix is None else known_prefix.shape[1]
     if known_prefix is not None and (
         known_prefix.shape[0] != batch_size or known_prefix.shape[2:] != shape[2:] or num_known >= shape[1]

@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from vap_env.camera import Camera, ViewpointSampler
+from vap_env.control import ACTION_MODES, ActionController, RobotCommand
 from vap_env.description import RobotDescription, list_robots, load_description
 from vap_env.kinematics import Robot
 from vap_env.prompts import PROMPT_KINDS, ActionPrompter
@@ -16,13 +17,10 @@ from vap_env.sim.registration import arm_robots
 from vap_env.sim.scene import SceneRender, TabletopScene
 from vap_env.sim.tasks import TASKS, PushTask, ReachTask, Task
 
-ACTION_MODES = ("ee_delta", "joint_delta")
 OBS_MODES = ("image", "state", "both")
 CAMERA_MODES = ("fixed", "random")
 
 PHYSICS_HZ = 240
-_WORKSPACE_MARGIN = 0.12  # the push expert's approach point lies up to ~8 cm outside the object workspace
-_TCP_CLEARANCE = 0.006  # lowest commanded TCP keeps the finger tips this far above the table (m)
 _DEFAULT_ARM_FORCE = 200.0  # N m, for model files that give no effort limit
 _DEFAULT_GRIPPER_FORCE = 20.0  # N
 _POSITION_BOUND = 5.0  # m, observation bound of positions (the floor is 6 m across)
@@ -55,7 +53,8 @@ class SimEnv(gym.Env):
     ``max_joint_step`` (0.05 rad) times its entry, within the joint limits; the last entry is the gripper.
 
     Actions outside [-1, 1] are clipped (Gymnasium leaves this to the env). Non-finite actions and
-    actions of the wrong shape raise ``ValueError``.
+    actions of the wrong shape raise ``ValueError``. All of this is :class:`vap_env.control.ActionController`,
+    shared with the world-model envs.
 
     ## Observation Space
 
@@ -119,7 +118,8 @@ class SimEnv(gym.Env):
     Public attributes for scripted policies and recorders: ``camera`` (this episode's
     :class:`~vap_env.camera.Camera`), ``robot`` (the kinematic :class:`~vap_env.kinematics.Robot`),
     ``state_layout`` (name -> slice of the state vector), ``workspace`` ((low, high) box of the commanded
-    TCP), ``desc``, ``task_name``, ``task`` and ``scene``.
+    TCP), ``controller`` (the :class:`~vap_env.control.ActionController`; ``command`` is its commanded
+    state), ``desc``, ``task_name``, ``task`` and ``scene``.
 
     ## Version History
 
@@ -136,7 +136,6 @@ class SimEnv(gym.Env):
         self.desc = self._load_robot(robot)
         self.task_name, self.action_mode, self.obs_mode = task, action_mode, obs_mode
         self.image_size, self.render_mode, self.substeps = int(image_size), render_mode, int(substeps)
-        self.max_ee_step, self.max_joint_step = float(max_ee_step), float(max_joint_step)
         self.metadata = {**self.metadata, "render_fps": max(1, round(PHYSICS_HZ / self.substeps))}
         self.robot = Robot(self.desc)
         task_cls = TASKS[task]
@@ -146,7 +145,9 @@ class SimEnv(gym.Env):
         self._forces = np.concatenate([
             self.scene.joint_max_forces("robot", self._arm_ids, _DEFAULT_ARM_FORCE),
             self.scene.joint_max_forces("robot", self._grip_ids, _DEFAULT_GRIPPER_FORCE)])
-        self.workspace = self._workspace_box()
+        self.controller = ActionController(self.robot, action_mode, max_ee_step, max_joint_step)
+        self.max_ee_step, self.max_joint_step = self.controller.max_ee_step, self.controller.max_joint_step
+        self.workspace = self.controller.workspace
         self.task = self._make_task(task)
         self._sampler = ViewpointSampler.around(self.desc.camera) if camera == "random" else None
         if isinstance(camera, Camera):
@@ -156,11 +157,11 @@ class SimEnv(gym.Env):
             self._camera = Camera.from_spec(self.desc.camera, self.image_size, self.image_size)
         self._prompt_kind = prompt
         self.prompter = ActionPrompter(self.robot, self._camera, kind=prompt)
-        self.state_layout = self._make_layout()
-        self.action_space = self._make_action_space()
-        self.observation_space = self._make_observation_space()
+        self.state_layout = state_layout(self.robot.num_joints, self.task.has_object)
+        self.action_space = self.controller.action_space
+        self.observation_space = observation_space(self.state_layout, obs_mode, self.image_size)
         self._render: SceneRender | None = None
-        self._reset_commanded(self.robot.home, 1.0)
+        self.controller.reset(self.robot.home, 1.0)
         self._measure()
 
     # ----------------------------------------------------------------------------------------- construction
@@ -195,57 +196,11 @@ class SimEnv(gym.Env):
         if int(substeps) < 1:
             raise ValueError(f"`substeps` must be at least 1, got {substeps}")
 
-    def _workspace_box(self) -> tuple[np.ndarray, np.ndarray]:
-        """(low, high) box of the commanded TCP: object workspace plus a margin, finger tips off the table."""
-        d = self.desc
-        centre = [0.5 * sum(d.workspace_x), 0.5 * sum(d.workspace_y), 0.2]
-        q = self.robot.ik(centre)
-        self.robot.fk(q, 0.0)  # closed fingers reach lowest on some grippers
-        c, body = self.robot.client, self.robot.body
-        tcp = self.robot.ee_pose(q)[0]
-        # The lowest point of the links around the TCP (gripper, wrist) when the gripper points down.
-        boxes = [np.array(c.getAABB(body, link)) for link in range(-1, c.getNumJoints(body))]
-        near = [b for b in boxes if np.all(b[0, :2] < tcp[:2] + 0.1) and np.all(b[1, :2] > tcp[:2] - 0.1)]
-        z_min = tcp[2] - min(b[0, 2] for b in near) + _TCP_CLEARANCE
-        home_tcp = self.robot.ee_pose(self.robot.home)[0]
-        low = np.array([d.workspace_x[0] - _WORKSPACE_MARGIN, d.workspace_y[0] - _WORKSPACE_MARGIN, z_min])
-        high = np.array([d.workspace_x[1] + _WORKSPACE_MARGIN, d.workspace_y[1] + _WORKSPACE_MARGIN, 0.4])
-        return np.minimum(low, home_tcp), np.maximum(high, home_tcp)
-
     def _make_task(self, task: str) -> Task:
         if task == "reach":
             z_lo = max(0.05, self.workspace[0][2] + 0.02)
             return ReachTask(self.scene, self._ee_position, z_range=(z_lo, max(z_lo, 0.3)))
         return PushTask(self.scene, self._ee_position)
-
-    def _make_layout(self) -> dict[str, slice]:
-        sizes = {"joints": self.robot.num_joints, "ee_position": 3, "gripper": 1}
-        if self.task.has_object:
-            sizes["object_position"] = 3
-        sizes["goal"] = 3
-        layout, start = {}, 0
-        for name, size in sizes.items():
-            layout[name] = slice(start, start + size)
-            start += size
-        return layout
-
-    def _make_action_space(self) -> spaces.Box:
-        n = 4 if self.action_mode == "ee_delta" else self.robot.num_joints + 1
-        return spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
-
-    def _make_observation_space(self) -> spaces.Space:
-        # Finite bounds that no reachable state leaves: joints within two turns, positions within the floor.
-        n = max(s.stop for s in self.state_layout.values())
-        low, high = np.full(n, -_POSITION_BOUND), np.full(n, _POSITION_BOUND)
-        low[self.state_layout["joints"]], high[self.state_layout["joints"]] = -4 * np.pi, 4 * np.pi
-        low[self.state_layout["gripper"]], high[self.state_layout["gripper"]] = 0.0, 1.0
-        state = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
-        image = spaces.Box(0, 255, (self.image_size, self.image_size, 3), dtype=np.uint8)
-        if self.obs_mode == "state":
-            return state
-        if self.obs_mode == "image":
-            return image
-        return spaces.Dict({"image": image, "state": state})
 
     # ----------------------------------------------------------------------------------------- public state
     @property
@@ -254,9 +209,14 @@ class SimEnv(gym.Env):
         return self._camera
 
     @property
+    def command(self) -> RobotCommand:
+        """The commanded robot state (joint targets, gripper openness, TCP target)."""
+        return self.controller.command
+
+    @property
     def commanded_ee_position(self) -> np.ndarray:
         """(3,) the TCP target of the last command."""
-        return self._target.copy()
+        return self.controller.command.ee_position.copy()
 
     def _ee_position(self) -> np.ndarray:
         return self._ee.copy()
@@ -271,7 +231,7 @@ class SimEnv(gym.Env):
             self.prompter = ActionPrompter(self.robot, self._camera, kind=self._prompt_kind)
         self.scene.set_joint_angles("robot", self._arm_ids + self._grip_ids,
                                     np.concatenate([self.robot.home, self._gripper_positions(1.0)]))
-        self._reset_commanded(self.robot.home, 1.0)
+        self.controller.reset(self.robot.home, 1.0)
         self._send_command()
         self.task.reset(self.np_random)
         self._measure()
@@ -279,14 +239,7 @@ class SimEnv(gym.Env):
         return obs, self._get_info()
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        a = self._check_action(action)
-        if self.action_mode == "ee_delta":
-            self._command_ee(a[:3] * self.max_ee_step)
-        else:
-            q = self._q_cmd + a[:-1] * self.max_joint_step
-            self._q_cmd = np.clip(q, self.robot.joint_lower, self.robot.joint_upper)
-            self._target = self.robot.ee_pose(self._q_cmd)[0]
-        self._grip_cmd = float((a[-1] + 1.0) / 2.0)
+        self.controller.step(action)
         self._send_command()
         self.scene.step(self.substeps)
         self._measure()
@@ -315,33 +268,12 @@ class SimEnv(gym.Env):
                 obj.close()
 
     # ----------------------------------------------------------------------------------------- internals
-    def _check_action(self, action: np.ndarray) -> np.ndarray:
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != self.action_space.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape} ({self.action_mode}), "
-                             f"got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"action must be finite, got {a}")
-        return np.clip(a, -1.0, 1.0)
-
-    def _command_ee(self, delta: np.ndarray) -> None:
-        target = np.clip(self._target + delta, *self.workspace)
-        q = self.robot.ik(target, q_init=self._q_cmd)
-        reached = self.robot.ee_pose(q)[0]
-        # An unreachable target is replaced by what IK reached, so the command never winds up beyond reach.
-        self._target = target if np.linalg.norm(reached - target) < 1e-3 else reached
-        self._q_cmd = q
-
-    def _reset_commanded(self, q: np.ndarray, gripper: float) -> None:
-        self._q_cmd = np.asarray(q, dtype=np.float64).copy()
-        self._grip_cmd = float(gripper)
-        self._target = self.robot.ee_pose(self._q_cmd)[0]
-
     def _gripper_positions(self, openness: float) -> np.ndarray:
         return self.desc.gripper.joint_positions(openness) if self.desc.gripper else np.zeros(0)
 
     def _send_command(self) -> None:
-        targets = np.concatenate([self._q_cmd, self._gripper_positions(self._grip_cmd)])
+        cmd = self.controller.command
+        targets = np.concatenate([cmd.joints, self._gripper_positions(cmd.gripper)])
         self.scene.control_joints("robot", self._arm_ids + self._grip_ids, targets, self._forces)
 
     def _measure(self) -> None:
@@ -368,17 +300,48 @@ class SimEnv(gym.Env):
 
     def _get_info(self) -> dict[str, Any]:
         achieved, goal = self.task.get_achieved_goal(), self.task.get_goal()
+        cmd = self.controller.command
         info: dict[str, Any] = {
-            "commanded_joints": self._q_cmd.copy(), "commanded_gripper": self._grip_cmd,
-            "commanded_ee_position": self._target.copy(), "joints": self._q.copy(), "gripper": self._grip,
+            "commanded_joints": cmd.joints.copy(), "commanded_gripper": cmd.gripper,
+            "commanded_ee_position": cmd.ee_position.copy(), "joints": self._q.copy(), "gripper": self._grip,
             "ee_position": self._ee.copy(), "goal": goal,
         }
         if isinstance(self.task, PushTask):
             info["object_pose"] = self.task.get_object_pose()
         info["is_success"] = bool(self.task.is_success(achieved, goal))
         info.update({k: float(v) for k, v in self.task.reward_terms(achieved, goal, self._ee).items()})
-        info["prompt"] = self.prompter.render(self._q_cmd, self._grip_cmd)
+        info["prompt"] = self.prompter.render(cmd.joints, cmd.gripper)
         if self._render is not None:
             info["robot_mask"] = self._render.robot_mask.copy()
             info["object_mask"] = self._render.object_mask.copy()
         return info
+
+
+def state_layout(num_joints: int, has_object: bool) -> dict[str, slice]:
+    """Name -> slice of the state observation: joints (J), ee_position (3), gripper (1), object_position (3,
+    tasks with an object only), goal (3)."""
+    sizes = {"joints": num_joints, "ee_position": 3, "gripper": 1}
+    if has_object:
+        sizes["object_position"] = 3
+    sizes["goal"] = 3
+    layout, start = {}, 0
+    for name, size in sizes.items():
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout
+
+
+def observation_space(layout: dict[str, slice], obs_mode: str, image_size: int) -> spaces.Space:
+    """The observation space of ``obs_mode`` (``image``, ``state`` or ``both``) for a state ``layout``."""
+    # Finite bounds that no reachable state leaves: joints within two turns, positions within the floor.
+    n = max(s.stop for s in layout.values())
+    low, high = np.full(n, -_POSITION_BOUND), np.full(n, _POSITION_BOUND)
+    low[layout["joints"]], high[layout["joints"]] = -4 * np.pi, 4 * np.pi
+    low[layout["gripper"]], high[layout["gripper"]] = 0.0, 1.0
+    state = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+    image = spaces.Box(0, 255, (image_size, image_size, 3), dtype=np.uint8)
+    if obs_mode == "state":
+        return state
+    if obs_mode == "image":
+        return image
+    return spaces.Dict({"image": image, "state": state})
