@@ -10,6 +10,10 @@ EPILOG = """examples:
   vap-env robots
   vap-env collect --robot panda --task push --episodes 20 --policy scripted:noise=0.2 --out data/panda_push
   vap-env info data/panda_push
+  vap-env train-codec --data data/panda_push --out runs/codec
+  vap-env train --data data/panda_push --codec runs/codec --out runs/wm --steps 3000
+  vap-env evaluate --model runs/wm --robot panda --task push --episodes 10 --horizon 8 --out reports/wm
+  vap-env rollout --model runs/wm --policy scripted:noise=0.2 --out rollout.mp4
 """
 
 
@@ -94,11 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_info)
 
+    from vap_env.evaluate.commands import add_evaluate_parser, add_rollout_parser
     from vap_env.train.codec_command import add_train_codec_parser
     from vap_env.train.commands import add_train_parser
 
     add_train_parser(sub)
     add_train_codec_parser(sub)
+    add_evaluate_parser(sub)
+    add_rollout_parser(sub)
     return parser
 
 

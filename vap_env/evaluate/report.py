@@ -1,0 +1,318 @@
+"""Writing an evaluation's results: ``report.json``, ``report.md``, plots and side-by-side videos.
+
+Every file is written to a temporary name and renamed, so an interrupted evaluation never leaves a
+half-written report. NaN (an undefined correlation, a horizon no episode reached) is ``null`` in JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from vap_env.evaluate.replay import Replay
+
+VIDEO_SIDE = 256  # px: a 64 px frame is upscaled 4x (nearest) to be visible
+VIDEO_FPS = 6
+
+
+# ------------------------------------------------------------------------------------------- files
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Calls ``write(tmp)`` for a temporary sibling of ``path`` (same extension), then renames it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def plain(value: Any) -> Any:
+    """``value`` with NumPy scalars/arrays as Python numbers/lists and non-finite floats as ``None``."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """Writes ``plain(data)`` as strict JSON (no NaN), atomically."""
+    text = json.dumps(plain(data), indent=1, allow_nan=False)
+    return _atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def slug(spec: str) -> str:
+    """A file-name form of a policy spec.
+
+    ``scripted:noise=0.3,hesitation=0.1`` -> ``scripted_noise=0.3_hesitation=0.1``.
+    """
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", spec).strip("_")
+
+
+# ------------------------------------------------------------------------------------------- videos
+def upscale(frame: np.ndarray, side: int = VIDEO_SIDE) -> np.ndarray:
+    """Nearest-neighbour upscaling by the integer factor that brings the height to at least ``side``."""
+    factor = max(1, math.ceil(side / frame.shape[0]))
+    return np.repeat(np.repeat(frame, factor, axis=0), factor, axis=1)
+
+
+def side_by_side(
+    panels: Sequence[np.ndarray], labels: Sequence[str] | None = None, side: int = VIDEO_SIDE
+) -> np.ndarray:
+    """Upscaled ``(H, W, 3)`` uint8 panels in a row, each labelled, padded to a multiple of 16 px (codecs)."""
+    row = []
+    for i, panel in enumerate(panels):
+        big = np.ascontiguousarray(upscale(panel, side))
+        if labels:
+            cv2.putText(big, labels[i], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(
+                big, labels[i], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
+            )
+        row.append(big)
+    image = np.concatenate(row, axis=1)
+    pad_h, pad_w = -image.shape[0] % 16, -image.shape[1] % 16
+    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
+
+
+def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) -> Path:
+    """Writes ``(H, W, 3)`` uint8 frames (H, W multiples of 16) as an H.264 mp4, atomically."""
+    import imageio.v2 as imageio
+
+    def write(tmp: Path) -> None:
+        with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=16) as writer:
+            for frame in frames:
+                writer.append_data(np.asarray(frame, dtype=np.uint8))
+
+    return _atomic(Path(path), write)
+
+
+def write_png(path: Path, image: np.ndarray) -> Path:
+    """Writes an RGB uint8 image as PNG, atomically."""
+    return _atomic(path, lambda tmp: cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)))
+
+
+def replay_frames(replay: Replay) -> list[np.ndarray]:
+    """Side-by-side frames of an open-loop replay: simulator | imagined | prompt, one per step ``0..L``."""
+    sim = replay.episode.frames[: len(replay.imagined) + 1]
+    imagined = np.concatenate([sim[:1], replay.imagined])  # step 0 is the shared start frame
+    labels = ("simulator", "imagined", "prompt")
+    return [side_by_side((s, g, p), labels) for s, g, p in zip(sim, imagined, replay.prompts, strict=True)]
+
+
+def write_videos(out_dir: Path, replays: list[Replay], per_policy: int, progress: bool = False) -> list[str]:
+    """``videos/<policy>_ep<k>.mp4`` for the first ``per_policy`` replays of each policy, and
+    ``videos/preview.png`` (the middle frame of the first video); returns paths relative to ``out_dir``."""
+    written, seen = [], {}
+    chosen = []
+    for replay in replays:
+        spec = replay.episode.policy
+        k = seen.get(spec, 0)
+        seen[spec] = k + 1
+        if k < per_policy:
+            chosen.append((f"videos/{slug(spec)}_ep{k}.mp4", replay))
+    for name, replay in tqdm(chosen, desc="videos", unit="video", disable=not progress):
+        frames = replay_frames(replay)
+        write_video(out_dir / name, frames)
+        if not written:
+            write_png(out_dir / "videos" / "preview.png", frames[len(frames) // 2])
+        written.append(name)
+    return written
+
+
+# ------------------------------------------------------------------------------------------- plots
+def _save_figure(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    try:
+        return _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
+def plot_success(report: dict, path: Path) -> Path:
+    """Imagined against simulated success rate, one labelled point per policy, with the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="imagined = simulated")
+    stacked: dict[tuple[float, float], int] = {}  # policies on the same point get their labels stacked
+    for spec, row in report["policies"].items():
+        point = (row["sim_success"], row["imagined_success"])
+        ax.scatter(*point, s=40, zorder=3)
+        above = stacked.get(point, 0)
+        stacked[point] = above + 1
+        ax.annotate(spec, point, fontsize=7, xytext=(5, 4 + 9 * above), textcoords="offset points")
+    c = report["correlation"]
+    ax.set(
+        xlim=(-0.05, 1.05),
+        ylim=(-0.05, 1.05),
+        xlabel="success rate in the simulator",
+        ylabel="success rate in imagination",
+        title=f"Pearson {_fmt(c['pearson'])}, Spearman {_fmt(c['spearman'])}, MMRV {_fmt(c['mmrv'])}",
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    return _save_figure(fig, path)
+
+
+def plot_fidelity(report: dict, path: Path) -> Path:
+    """PSNR and robot/object ST-IoU against the open-loop horizon: model solid, first frame dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    h = np.asarray(report["fidelity"]["horizons"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    panels = ((left, (("psnr", "PSNR"),)), (right, (("robot_st_iou", "robot"), ("object_st_iou", "object"))))
+    for ax, metrics in panels:
+        for colour, (name, label) in zip(("tab:blue", "tab:red"), metrics, strict=False):
+            for source, style, who in (("fidelity", "-", "model"), ("baseline", "--", "first frame")):
+                values = np.asarray([np.nan if v is None else v for v in report[source].get(name, [])], float)
+                if values.size:
+                    ax.plot(h, values, style, color=colour, marker="o", markersize=3, label=f"{label}, {who}")
+        ax.set_xlabel("open-loop horizon (steps)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    left.set_ylabel("PSNR (dB)")
+    right.set(ylabel="ST-IoU over steps 1..h", ylim=(0, 1.02))
+    return _save_figure(fig, path)
+
+
+# ------------------------------------------------------------------------------------------- markdown
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+
+
+def markdown(report: dict, videos: list[str]) -> str:
+    """The report as Markdown tables."""
+    c, cfg = report["correlation"], report["config"]
+    lines = [
+        f"# World-model evaluation: {cfg['robot']} / {cfg['task']}",
+        "",
+        f"Model `{cfg['model']}` ({cfg['prompt']} prompts, {cfg['image_size']} px, "
+        f"{cfg['num_inference_steps']} denoising steps); {cfg['episodes']} episodes per policy from seeds "
+        f"{cfg['seed']}..{cfg['seed'] + cfg['episodes'] - 1}, at most {cfg['max_steps']} steps.",
+        "",
+        "## Policy evaluation: imagination against the simulator",
+        "",
+    ]
+    rows = [
+        (spec, r["sim_success"], r["imagined_success"], r["sim_return"], r["imagined_return"])
+        for spec, r in report["policies"].items()
+    ]
+    lines += _table(("policy", "sim success", "imagined success", "sim return", "imagined return"), rows)
+    lines += [
+        "",
+        f"Success rates across policies: Pearson {_fmt(c['pearson'])}, Spearman {_fmt(c['spearman'])}, "
+        f"MMRV {_fmt(c['mmrv'])} (0 = same ranking). Returns: Pearson {_fmt(c['return_pearson'])}, "
+        f"Spearman {_fmt(c['return_spearman'])}.",
+        "",
+        "![success](success_scatter.png)",
+        "",
+        "## Open-loop fidelity",
+        "",
+        "The world model replays each simulator episode's actions from its first frame; frames are compared "
+        "with the simulator's at the same step. Baseline: repeat the first frame. ST-IoU is over steps "
+        "1..h.",
+        "",
+    ]
+    f, b = report["fidelity"], report["baseline"]
+    names = ["psnr", "ssim", "robot_st_iou", "object_st_iou"]
+    names = [n for n in names if n in f]
+    header = ["h"] + [f"{n} {who}" for n in names for who in ("model", "base")] + ["episodes"]
+    rows = [
+        [h] + [src[n][i] for n in names for src in (f, b)] + [f["count"][i]]
+        for i, h in enumerate(f["horizons"])
+    ]
+    lines += _table(header, rows)
+    s, r = report["segmenter"], report["replay"]
+    lines += [
+        "",
+        "![fidelity](fidelity_vs_horizon.png)",
+        "",
+        "## Segmentation of generated frames",
+        "",
+        "Robot masks come from a segmenter fitted on simulator frames: held-out IoU "
+        f"{_fmt(s['heldout_iou'])} "
+        f"(clean frames), {_fmt(s['heldout_iou_degraded'])} (blurred/noisy frames), "
+        f"{_fmt(s.get('heldout_iou_codec'))} (through the model's codec), on "
+        f"{s['heldout_frames']} frames of other seeds. Object masks come from the red-cube detector. On "
+        "this evaluation's simulator frames the masks reach, at the last horizon, robot ST-IoU "
+        f"{_fmt(_last(s['robot_st_iou_on_sim_frames']))}, object ST-IoU "
+        f"{_fmt(_last(s['object_st_iou_on_sim_frames']))}: about what a perfect generation would score.",
+        "",
+        f"Replays started from the simulator's first frame: {r['start_frames_identical']}; largest "
+        f"commanded-joint difference to the simulator: {_fmt(r['max_command_error_rad'], 5)} rad.",
+        "",
+    ]
+    if videos:
+        lines += ["## Videos (simulator | imagined | prompt)", "", "![preview](videos/preview.png)", ""]
+        lines += [f"- [{v}]({v})" for v in videos]
+    return "\n".join(lines) + "\n"
+
+
+def _last(values: Sequence[Any] | None) -> Any:
+    finite = [v for v in (values or []) if v is not None and math.isfinite(v)]
+    return finite[-1] if finite else None
+
+
+def write_outputs(
+    out_dir: Path,
+    report: dict,
+    replays: list[Replay],
+    videos_per_policy: int,
+    progress: bool = False,
+    started: float | None = None,
+) -> dict:
+    """Writes videos, plots, ``report.json`` and ``report.md`` into ``out_dir``; returns the report.
+
+    With ``started`` (a ``time.perf_counter()`` value), ``report["timing_seconds"]["total"]`` is set to the
+    time since then, just before the report files are written (so it includes the videos and plots).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    videos = write_videos(out_dir, replays, videos_per_policy, progress)
+    report["files"] = {
+        "report_json": "report.json",
+        "report_md": "report.md",
+        "success_scatter": "success_scatter.png",
+        "fidelity_vs_horizon": "fidelity_vs_horizon.png",
+        "videos": videos,
+        "preview": "videos/preview.png" if videos else None,
+    }
+    plot_success(plain(report), out_dir / "success_scatter.png")
+    plot_fidelity(plain(report), out_dir / "fidelity_vs_horizon.png")
+    if started is not None:
+        report.setdefault("timing_seconds", {})["total"] = round(time.perf_counter() - started, 2)
+    data = plain(report)
+    write_json(out_dir / "report.json", data)
+    _atomic(out_dir / "report.md", lambda tmp: tmp.write_text(markdown(data, videos)))
+    return report
