@@ -18,9 +18,12 @@ import numpy as np
 import vap_env  # noqa: F401  (registers the envs)
 from vap_env.sim.registration import env_id
 
-CONFIGS = [("state", {"obs_mode": "state"}), ("image 64x64", {"obs_mode": "image", "image_size": 64}),
-           ("image 128x128", {"obs_mode": "image", "image_size": 128}),
-           ("both 64x64, random camera", {"obs_mode": "both", "image_size": 64, "camera": "random"})]
+CONFIGS = [
+    ("state", {"obs_mode": "state"}),
+    ("image 64x64", {"obs_mode": "image", "image_size": 64}),
+    ("image 128x128", {"obs_mode": "image", "image_size": 128}),
+    ("both 64x64, random camera", {"obs_mode": "both", "image_size": 64, "camera": "random"}),
+]
 
 
 def steps_per_second(name: str, kwargs: dict, steps: int) -> float:
@@ -44,7 +47,9 @@ def recording_rate(robot: str, task: str, episodes: int, image_size: int) -> tup
     from vap_env.recording import collect
 
     with tempfile.TemporaryDirectory() as out:
-        summary = collect(robot, task, episodes, "scripted:noise=0.2", out, image_size=image_size, progress=False)
+        summary = collect(
+            robot, task, episodes, "scripted:noise=0.2", out, image_size=image_size, progress=False
+        )
     return episodes / summary["seconds"] * 60, summary["frames"] / summary["seconds"]
 
 

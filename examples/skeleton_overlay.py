@@ -40,7 +40,9 @@ def frames_with_prompts(robot: str, image_size: int, steps: tuple[int, ...], see
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--robot", default="panda")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--out", default="skeleton_overlay.png")

@@ -9,4 +9,11 @@ from vap_env.policies.factory import POLICY_BUILDERS, make_policy
 from vap_env.policies.random_policy import RandomPolicy
 from vap_env.policies.scripted import ScriptedPushPolicy, ScriptedReachPolicy
 
-__all__ = ["Policy", "POLICY_BUILDERS", "make_policy", "RandomPolicy", "ScriptedPushPolicy", "ScriptedReachPolicy"]
+__all__ = [
+    "Policy",
+    "POLICY_BUILDERS",
+    "make_policy",
+    "RandomPolicy",
+    "ScriptedPushPolicy",
+    "ScriptedReachPolicy",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import gymnasium as gym
+
 from vap_env.policies.base import Policy
 from vap_env.policies.random_policy import RandomPolicy
 from vap_env.policies.scripted import ScriptedPushPolicy, ScriptedReachPolicy

@@ -32,7 +32,9 @@ def _marker_centroid(camera: Camera, point) -> np.ndarray:
     shape = client.createVisualShape(p.GEOM_SPHERE, radius=0.03, rgbaColor=[1, 0, 0, 1])
     client.createMultiBody(baseVisualShapeIndex=shape, basePosition=list(point))
     view, proj = camera.to_pybullet()
-    _, _, _, _, seg = client.getCameraImage(camera.width, camera.height, view, proj, renderer=p.ER_TINY_RENDERER)
+    _, _, _, _, seg = client.getCameraImage(
+        camera.width, camera.height, view, proj, renderer=p.ER_TINY_RENDERER
+    )
     client.disconnect()
     rows, cols = np.nonzero(np.asarray(seg).reshape(camera.height, camera.width) >= 0)
     assert len(rows) > 3

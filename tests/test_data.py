@@ -11,21 +11,41 @@ def make_episode(t: int = 6, h: int = 16, w: int = 16, seed: int = 0, success: b
     rng = np.random.default_rng(seed)
     return Episode(
         frames=rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8),
-        joints=rng.normal(size=(t, 7)).astype(np.float32), gripper=rng.uniform(size=t).astype(np.float32),
+        joints=rng.normal(size=(t, 7)).astype(np.float32),
+        gripper=rng.uniform(size=t).astype(np.float32),
         commanded_joints=rng.normal(size=(t, 7)).astype(np.float32),
         commanded_gripper=rng.uniform(size=t).astype(np.float32),
-        ee_position=rng.normal(size=(t, 3)).astype(np.float32), actions=rng.uniform(-1, 1, (t - 1, 4)).astype(np.float32),
-        rewards=rng.normal(size=t - 1).astype(np.float32), object_poses=rng.normal(size=(t, 7)).astype(np.float32),
-        goal=np.array([0.5, 0.1, 0.0], np.float32), robot_mask=rng.uniform(size=(t, h, w)) > 0.5,
-        object_mask=rng.uniform(size=(t, h, w)) > 0.9, success=success,
-        camera=Camera.orbit([0.4, 0, 0.2], 1.2, 50, -30, w, h), robot="panda", task="push", seed=seed,
+        ee_position=rng.normal(size=(t, 3)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (t - 1, 4)).astype(np.float32),
+        rewards=rng.normal(size=t - 1).astype(np.float32),
+        object_poses=rng.normal(size=(t, 7)).astype(np.float32),
+        goal=np.array([0.5, 0.1, 0.0], np.float32),
+        robot_mask=rng.uniform(size=(t, h, w)) > 0.5,
+        object_mask=rng.uniform(size=(t, h, w)) > 0.9,
+        success=success,
+        camera=Camera.orbit([0.4, 0, 0.2], 1.2, 50, -30, w, h),
+        robot="panda",
+        task="push",
+        seed=seed,
         policy="scripted:noise=0.2",
     )
 
 
 def assert_same(a: Episode, b: Episode) -> None:
-    for name in ("frames", "joints", "gripper", "commanded_joints", "commanded_gripper", "ee_position", "actions",
-                 "rewards", "object_poses", "goal", "robot_mask", "object_mask"):
+    for name in (
+        "frames",
+        "joints",
+        "gripper",
+        "commanded_joints",
+        "commanded_gripper",
+        "ee_position",
+        "actions",
+        "rewards",
+        "object_poses",
+        "goal",
+        "robot_mask",
+        "object_mask",
+    ):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype, name
         np.testing.assert_array_equal(x, y, err_msg=name)
@@ -43,8 +63,17 @@ def test_episode_round_trip(tmp_path):
 
 
 def test_dataset_writer_reader_and_summary(tmp_path):
-    writer = DatasetWriter(tmp_path / "ds", {"robot": "panda", "task": "push", "image_size": [16, 16],
-                                             "camera_mode": "fixed", "action_mode": "ee_delta", "fps": 10})
+    writer = DatasetWriter(
+        tmp_path / "ds",
+        {
+            "robot": "panda",
+            "task": "push",
+            "image_size": [16, 16],
+            "camera_mode": "fixed",
+            "action_mode": "ee_delta",
+            "fps": 10,
+        },
+    )
     eps = [make_episode(seed=i, success=i % 2 == 0, t=5 + i) for i in range(3)]
     for ep in eps:
         writer.add(ep)

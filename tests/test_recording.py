@@ -9,9 +9,28 @@ from vap_env.sim.env import SimEnv
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     out = tmp_path_factory.mktemp("rec") / "ds"
-    code = main(["collect", "--robot", "panda", "--task", "push", "--episodes", "2", "--policy",
-                 "scripted:noise=0.2", "--image-size", "32", "--max-steps", "8", "--seed", "5", "--out", str(out),
-                 "--quiet"])
+    code = main(
+        [
+            "collect",
+            "--robot",
+            "panda",
+            "--task",
+            "push",
+            "--episodes",
+            "2",
+            "--policy",
+            "scripted:noise=0.2",
+            "--image-size",
+            "32",
+            "--max-steps",
+            "8",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     return out
 
@@ -42,8 +61,27 @@ def test_collect_writes_what_the_simulator_showed(recorded):
 
 
 def test_collect_resumes_instead_of_duplicating(recorded, capsys):
-    assert main(["collect", "--episodes", "3", "--policy", "scripted:noise=0.2", "--image-size", "32",
-                 "--max-steps", "8", "--seed", "5", "--out", str(recorded), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "collect",
+                "--episodes",
+                "3",
+                "--policy",
+                "scripted:noise=0.2",
+                "--image-size",
+                "32",
+                "--max-steps",
+                "8",
+                "--seed",
+                "5",
+                "--out",
+                str(recorded),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ds = EpisodeDataset(recorded)
     assert [e["seed"] for e in ds.episodes] == [5, 6, 7]
     assert "recorded 1 episodes" in capsys.readouterr().out
@@ -67,7 +105,9 @@ def test_info_and_robots_commands(recorded, capsys):
 
 
 def test_bad_names_list_the_valid_ones(tmp_path, capsys):
-    assert main(["collect", "--robot", "r2d2", "--episodes", "1", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert (
+        main(["collect", "--robot", "r2d2", "--episodes", "1", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    )
     assert "panda" in capsys.readouterr().err
     assert main(["collect", "--task", "fly", "--episodes", "1", "--out", str(tmp_path / "y"), "--quiet"]) == 2
     assert "push" in capsys.readouterr().err

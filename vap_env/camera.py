@@ -53,8 +53,9 @@ class Camera:
 
     # ----------------------------------------------------------------------------------------- constructors
     @classmethod
-    def from_pybullet(cls, view: list[float] | np.ndarray, projection: list[float] | np.ndarray,
-                      width: int, height: int) -> Camera:
+    def from_pybullet(
+        cls, view: list[float] | np.ndarray, projection: list[float] | np.ndarray, width: int, height: int
+    ) -> Camera:
         """From PyBullet's column-major 16-float view and projection matrices."""
         V = np.asarray(view, dtype=np.float64).reshape(4, 4).T
         P = np.asarray(projection, dtype=np.float64).reshape(4, 4).T
@@ -69,9 +70,17 @@ class Camera:
         return cls(K, _GL_TO_CV @ V, int(width), int(height), float(near), float(far))
 
     @classmethod
-    def look_at(cls, eye: np.ndarray | list[float], target: np.ndarray | list[float], width: int, height: int,
-                fov: float = 45.0, up: tuple[float, float, float] = (0.0, 0.0, 1.0),
-                near: float = 0.01, far: float = 5.0) -> Camera:
+    def look_at(
+        cls,
+        eye: np.ndarray | list[float],
+        target: np.ndarray | list[float],
+        width: int,
+        height: int,
+        fov: float = 45.0,
+        up: tuple[float, float, float] = (0.0, 0.0, 1.0),
+        near: float = 0.01,
+        far: float = 5.0,
+    ) -> Camera:
         """A camera at ``eye`` looking at ``target``; ``fov`` is the vertical field of view in degrees."""
         eye, target, up_v = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
         forward = target - eye
@@ -90,11 +99,22 @@ class Camera:
         return cls(_intrinsics_from_fov(fov, width, height), T, int(width), int(height), near, far)
 
     @classmethod
-    def orbit(cls, target: tuple[float, float, float] | np.ndarray, distance: float, yaw: float, pitch: float,
-              width: int, height: int, fov: float = 45.0, near: float = 0.01, far: float = 5.0) -> Camera:
+    def orbit(
+        cls,
+        target: tuple[float, float, float] | np.ndarray,
+        distance: float,
+        yaw: float,
+        pitch: float,
+        width: int,
+        height: int,
+        fov: float = 45.0,
+        near: float = 0.01,
+        far: float = 5.0,
+    ) -> Camera:
         """PyBullet's debug-camera parametrisation (yaw/pitch in degrees around ``target``, z up)."""
-        view = p.computeViewMatrixFromYawPitchRoll(list(map(float, target)), float(distance), float(yaw),
-                                                   float(pitch), 0.0, 2)
+        view = p.computeViewMatrixFromYawPitchRoll(
+            list(map(float, target)), float(distance), float(yaw), float(pitch), 0.0, 2
+        )
         proj = p.computeProjectionMatrixFOV(float(fov), width / height, near, far)
         return cls.from_pybullet(view, proj, width, height)
 
@@ -128,13 +148,25 @@ class Camera:
         return Camera(K, self.extrinsics.copy(), width, height, self.near, self.far)
 
     def to_dict(self) -> dict:
-        return {"intrinsics": self.intrinsics.tolist(), "extrinsics": self.extrinsics.tolist(),
-                "width": self.width, "height": self.height, "near": self.near, "far": self.far}
+        return {
+            "intrinsics": self.intrinsics.tolist(),
+            "extrinsics": self.extrinsics.tolist(),
+            "width": self.width,
+            "height": self.height,
+            "near": self.near,
+            "far": self.far,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Camera:
-        return cls(np.asarray(d["intrinsics"]), np.asarray(d["extrinsics"]), int(d["width"]), int(d["height"]),
-                   float(d.get("near", 0.01)), float(d.get("far", 5.0)))
+        return cls(
+            np.asarray(d["intrinsics"]),
+            np.asarray(d["extrinsics"]),
+            int(d["width"]),
+            int(d["height"]),
+            float(d.get("near", 0.01)),
+            float(d.get("far", 5.0)),
+        )
 
     # ----------------------------------------------------------------------------------------- geometry
     @property
@@ -221,15 +253,30 @@ class ViewpointSampler:
             raise ValueError(f"`pitch` must lie in (-90, 0) so the camera looks down, got {self.pitch}")
 
     @classmethod
-    def around(cls, spec: CameraSpec, yaw_range: float = 40.0, pitch_range: tuple[float, float] = (-55.0, -20.0),
-               distance_scale: tuple[float, float] = (0.85, 1.15)) -> ViewpointSampler:
+    def around(
+        cls,
+        spec: CameraSpec,
+        yaw_range: float = 40.0,
+        pitch_range: tuple[float, float] = (-55.0, -20.0),
+        distance_scale: tuple[float, float] = (0.85, 1.15),
+    ) -> ViewpointSampler:
         """Viewpoints around a robot's default camera: yaw within ``±yaw_range`` degrees of it."""
-        return cls(target=tuple(spec.target), distance=(spec.distance * distance_scale[0],
-                                                        spec.distance * distance_scale[1]),
-                   yaw=(spec.yaw - yaw_range, spec.yaw + yaw_range), pitch=pitch_range,
-                   fov=(spec.fov - 5.0, spec.fov + 5.0))
+        return cls(
+            target=tuple(spec.target),
+            distance=(spec.distance * distance_scale[0], spec.distance * distance_scale[1]),
+            yaw=(spec.yaw - yaw_range, spec.yaw + yaw_range),
+            pitch=pitch_range,
+            fov=(spec.fov - 5.0, spec.fov + 5.0),
+        )
 
     def sample(self, rng: np.random.Generator, width: int, height: int) -> Camera:
         target = np.asarray(self.target) + rng.uniform(-self.target_jitter, self.target_jitter, size=3)
-        return Camera.orbit(target, rng.uniform(*self.distance), rng.uniform(*self.yaw), rng.uniform(*self.pitch),
-                            width, height, fov=rng.uniform(*self.fov))
+        return Camera.orbit(
+            target,
+            rng.uniform(*self.distance),
+            rng.uniform(*self.yaw),
+            rng.uniform(*self.pitch),
+            width,
+            height,
+            fov=rng.uniform(*self.fov),
+        )

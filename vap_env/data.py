@@ -86,16 +86,29 @@ class Episode:
     def __post_init__(self) -> None:
         t = len(self.frames)
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
-            raise ValueError(f"`frames` must be uint8 (T, H, W, 3), got {self.frames.dtype} {self.frames.shape}")
-        per_frame = ("joints", "gripper", "commanded_joints", "commanded_gripper", "ee_position", "object_poses",
-                     "robot_mask", "object_mask")
+            raise ValueError(
+                f"`frames` must be uint8 (T, H, W, 3), got {self.frames.dtype} {self.frames.shape}"
+            )
+        per_frame = (
+            "joints",
+            "gripper",
+            "commanded_joints",
+            "commanded_gripper",
+            "ee_position",
+            "object_poses",
+            "robot_mask",
+            "object_mask",
+        )
         for name in per_frame:
             if len(getattr(self, name)) != t:
-                raise ValueError(f"`{name}` must have {t} entries (one per frame), got {len(getattr(self, name))}")
+                raise ValueError(
+                    f"`{name}` must have {t} entries (one per frame), got {len(getattr(self, name))}"
+                )
         for name in ("actions", "rewards"):
             if len(getattr(self, name)) != t - 1:
-                raise ValueError(f"`{name}` must have {t - 1} entries (one per transition), got "
-                                 f"{len(getattr(self, name))}")
+                raise ValueError(
+                    f"`{name}` must have {t - 1} entries (one per transition), got {len(getattr(self, name))}"
+                )
 
     @property
     def num_frames(self) -> int:
@@ -106,8 +119,20 @@ class Episode:
         return int(self.frames.shape[1]), int(self.frames.shape[2])
 
 
-_ARRAY_FIELDS = ("frames", "joints", "gripper", "commanded_joints", "commanded_gripper", "ee_position", "actions",
-                 "rewards", "object_poses", "goal", "robot_mask", "object_mask")
+_ARRAY_FIELDS = (
+    "frames",
+    "joints",
+    "gripper",
+    "commanded_joints",
+    "commanded_gripper",
+    "ee_position",
+    "actions",
+    "rewards",
+    "object_poses",
+    "goal",
+    "robot_mask",
+    "object_mask",
+)
 _SCALAR_FIELDS = ("success", "robot", "task", "action_mode", "seed", "policy")
 
 
@@ -148,25 +173,38 @@ def load_episode(path: str | Path) -> Episode:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in (*_ARRAY_FIELDS, "meta_json") if k not in z.files]
             if missing:
-                raise DatasetError(f"episode file {path} lacks fields {missing}; it was not written by vap-env "
-                                   "or is from an incompatible version")
+                raise DatasetError(
+                    f"episode file {path} lacks fields {missing}; it was not written by vap-env "
+                    "or is from an incompatible version"
+                )
             data = {k: z[k] for k in _ARRAY_FIELDS}
             meta = json.loads(z["meta_json"].tobytes().decode())
     except DatasetError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise DatasetError(f"episode file {path} is truncated or corrupt ({type(e).__name__}: {e}); "
-                           "delete it and re-record it (`vap-env collect` resumes missing episodes)") from e
+        raise DatasetError(
+            f"episode file {path} is truncated or corrupt ({type(e).__name__}: {e}); "
+            "delete it and re-record it (`vap-env collect` resumes missing episodes)"
+        ) from e
     try:
-        return Episode(**data, camera=Camera.from_dict(meta["camera"]), extra=meta.get("extra", {}),
-                       **{k: meta[k] for k in _SCALAR_FIELDS})
+        return Episode(
+            **data,
+            camera=Camera.from_dict(meta["camera"]),
+            extra=meta.get("extra", {}),
+            **{k: meta[k] for k in _SCALAR_FIELDS},
+        )
     except (KeyError, ValueError) as e:
         raise DatasetError(f"episode file {path} holds inconsistent data: {e}") from e
 
 
 def _episode_summary(episode: Episode, filename: str) -> dict:
-    return {"file": filename, "length": episode.num_frames, "success": bool(episode.success),
-            "seed": int(episode.seed), "policy": episode.policy}
+    return {
+        "file": filename,
+        "length": episode.num_frames,
+        "success": bool(episode.success),
+        "seed": int(episode.seed),
+        "policy": episode.policy,
+    }
 
 
 class EpisodeDataset:
@@ -180,8 +218,10 @@ class EpisodeDataset:
         self.root = Path(root)
         info_path = self.root / INFO_PATH
         if not info_path.is_file():
-            raise DatasetError(f"{self.root} is not a vap-env dataset: {info_path} does not exist "
-                               "(record one with `vap-env collect --out DIR`)")
+            raise DatasetError(
+                f"{self.root} is not a vap-env dataset: {info_path} does not exist "
+                "(record one with `vap-env collect --out DIR`)"
+            )
         try:
             self.info = json.loads(info_path.read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -217,9 +257,14 @@ class EpisodeDataset:
         n = len(self)
         frames = sum(e["length"] for e in self.episodes)
         return {
-            "path": str(self.root), "robot": self.robot, "task": self.task, "image_size": list(self.image_size),
-            "camera": self.info.get("camera_mode"), "action_mode": self.info.get("action_mode"),
-            "episodes": n, "frames": frames,
+            "path": str(self.root),
+            "robot": self.robot,
+            "task": self.task,
+            "image_size": list(self.image_size),
+            "camera": self.info.get("camera_mode"),
+            "action_mode": self.info.get("action_mode"),
+            "episodes": n,
+            "frames": frames,
             "success_rate": (sum(e["success"] for e in self.episodes) / n) if n else float("nan"),
             "policies": sorted({e["policy"] for e in self.episodes}),
             "fps": self.info.get("fps"),
@@ -246,12 +291,19 @@ class DatasetWriter:
             existing = EpisodeDataset(self.root).info
             for key in ("robot", "task", "image_size", "action_mode", "camera_mode"):
                 if key in info and existing.get(key) != info[key]:
-                    raise ValueError(f"{self.root} already holds a dataset with {key}={existing.get(key)!r}, "
-                                     f"not {info[key]!r}; choose another --out directory")
+                    raise ValueError(
+                        f"{self.root} already holds a dataset with {key}={existing.get(key)!r}, "
+                        f"not {info[key]!r}; choose another --out directory"
+                    )
             self.info = existing
         else:
-            self.info = {"format": "vap-env-episodes", "format_version": FORMAT_VERSION, **info, "episodes": [],
-                         "features": _FEATURES}
+            self.info = {
+                "format": "vap-env-episodes",
+                "format_version": FORMAT_VERSION,
+                **info,
+                "episodes": [],
+                "features": _FEATURES,
+            }
             self._write_info()
 
     @property

@@ -80,7 +80,9 @@ class GripperSpec:
     def openness(self, positions: np.ndarray) -> float:
         """Inverse of :meth:`joint_positions` (least squares over the joints), clipped to [0, 1]."""
         span = np.asarray(self.open) - np.asarray(self.closed)
-        o = float(np.dot(np.asarray(positions) - np.asarray(self.closed), span) / max(np.dot(span, span), 1e-12))
+        o = float(
+            np.dot(np.asarray(positions) - np.asarray(self.closed), span) / max(np.dot(span, span), 1e-12)
+        )
         return float(np.clip(o, 0.0, 1.0))
 
 
@@ -185,15 +187,28 @@ def _parse(raw: dict, path: Path) -> RobotDescription:
     for b in req("bones"):
         for end in ("from", "to"):
             if b[end] not in index:
-                raise ValueError(f"robot description {path}: bone end {b[end]!r} is not a keypoint; keypoints: {names}")
-        bones.append(Bone(index[b["from"]], index[b["to"]], tuple(int(c) for c in b["color"]), bool(b.get("gripper", False))))
+                raise ValueError(
+                    f"robot description {path}: bone end {b[end]!r} is not a keypoint; keypoints: {names}"
+                )
+        bones.append(
+            Bone(
+                index[b["from"]],
+                index[b["to"]],
+                tuple(int(c) for c in b["color"]),
+                bool(b.get("gripper", False)),
+            )
+        )
     cam = req("camera")
     gripper = None
     if "gripper" in raw:
         g = raw["gripper"]
-        gripper = GripperSpec(tuple(g["joints"]), tuple(float(v) for v in g["open"]), tuple(float(v) for v in g["closed"]))
+        gripper = GripperSpec(
+            tuple(g["joints"]), tuple(float(v) for v in g["open"]), tuple(float(v) for v in g["closed"])
+        )
         if not (len(gripper.joints) == len(gripper.open) == len(gripper.closed)):
-            raise ValueError(f"robot description {path}: gripper joints/open/closed must have the same length")
+            raise ValueError(
+                f"robot description {path}: gripper joints/open/closed must have the same length"
+            )
     arm_joints = tuple(raw.get("arm_joints", ()))
     home = tuple(float(v) for v in raw.get("home", ()))
     if kind == "arm":
@@ -213,8 +228,13 @@ def _parse(raw: dict, path: Path) -> RobotDescription:
         kind=kind,
         keypoints=keypoints,
         graph=SkeletonGraph(tuple(names), tuple(bones)),
-        camera=CameraSpec(tuple(cam["target"]), float(cam["distance"]), float(cam["yaw"]), float(cam["pitch"]),
-                          float(cam.get("fov", 45.0))),
+        camera=CameraSpec(
+            tuple(cam["target"]),
+            float(cam["distance"]),
+            float(cam["yaw"]),
+            float(cam["pitch"]),
+            float(cam.get("fov", 45.0)),
+        ),
         model=raw.get("model"),
         source=path,
         base_position=tuple(raw.get("base_position", (0.0, 0.0, 0.0))),

@@ -7,6 +7,7 @@ The same private client renders robot-only masks and depth images for the ``mask
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def load_body(client: bullet_client.BulletClient, desc: RobotDescription, base_p
         com_pos, com_orn = p.multiplyTransforms(pos, [0, 0, 0, 1], local_pos, local_orn)
         client.resetBasePositionAndOrientation(body, com_pos, com_orn)
         # SDF bodies load with a floating base; pin its centre of mass where it now is.
-        client.createConstraint(body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], com_pos, [0, 0, 0, 1], com_orn)
+        client.createConstraint(
+            body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], com_pos, [0, 0, 0, 1], com_orn
+        )
     else:
         body = client.loadURDF(path, pos, useFixedBase=True, flags=p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT)
     return body
@@ -56,24 +59,37 @@ class Robot:
     """
 
     def __init__(self, description: RobotDescription | str | Path) -> None:
-        self.desc = description if isinstance(description, RobotDescription) else load_description(description)
+        self.desc = (
+            description if isinstance(description, RobotDescription) else load_description(description)
+        )
         if self.desc.kind != "arm":
-            raise ValueError(f"robot {self.desc.name!r} is a {self.desc.kind}, it has no kinematic model; "
-                             "draw it from tracked keypoints with vap_env.prompts instead")
+            raise ValueError(
+                f"robot {self.desc.name!r} is a {self.desc.kind}, it has no kinematic model; "
+                "draw it from tracked keypoints with vap_env.prompts instead"
+            )
         self._client = bullet_client.BulletClient(connection_mode=p.DIRECT)
         self.body = load_body(self._client, self.desc)
         c = self._client
-        self._joint_index = {c.getJointInfo(self.body, j)[1].decode(): j for j in range(c.getNumJoints(self.body))}
-        self._link_index = {c.getJointInfo(self.body, j)[12].decode(): j for j in range(c.getNumJoints(self.body))}
+        self._joint_index = {
+            c.getJointInfo(self.body, j)[1].decode(): j for j in range(c.getNumJoints(self.body))
+        }
+        self._link_index = {
+            c.getJointInfo(self.body, j)[12].decode(): j for j in range(c.getNumJoints(self.body))
+        }
         self._link_index[c.getBodyInfo(self.body)[0].decode()] = -1
         self.arm_joint_ids = [self._require(self._joint_index, n, "joint") for n in self.desc.arm_joints]
         grip = self.desc.gripper
-        self.gripper_joint_ids = [self._require(self._joint_index, n, "joint") for n in grip.joints] if grip else []
+        self.gripper_joint_ids = (
+            [self._require(self._joint_index, n, "joint") for n in grip.joints] if grip else []
+        )
         self.ee_link_id = self._require(self._link_index, self.desc.ee_link, "link")
         self._kp_links = [self._require(self._link_index, k.link, "link") for k in self.desc.keypoints]
         self._kp_offsets = np.array([k.offset for k in self.desc.keypoints], dtype=np.float64)
-        self._movable = [j for j in range(c.getNumJoints(self.body))
-                         if c.getJointInfo(self.body, j)[2] in (p.JOINT_REVOLUTE, p.JOINT_PRISMATIC)]
+        self._movable = [
+            j
+            for j in range(c.getNumJoints(self.body))
+            if c.getJointInfo(self.body, j)[2] in (p.JOINT_REVOLUTE, p.JOINT_PRISMATIC)
+        ]
         info = [c.getJointInfo(self.body, j) for j in self.arm_joint_ids]
         lo, hi = np.array([i[8] for i in info]), np.array([i[9] for i in info])
         unlimited = lo >= hi  # continuous joints report lower >= upper
@@ -86,8 +102,10 @@ class Robot:
 
     def _require(self, table: dict[str, int], name: str, what: str) -> int:
         if name not in table:
-            raise ValueError(f"robot {self.desc.name!r}: {what} {name!r} not in {self.desc.model}; "
-                             f"{what}s there: {', '.join(sorted(table))}")
+            raise ValueError(
+                f"robot {self.desc.name!r}: {what} {name!r} not in {self.desc.model}; "
+                f"{what}s there: {', '.join(sorted(table))}"
+            )
         return table[name]
 
     # ----------------------------------------------------------------------------------------- properties
@@ -112,7 +130,9 @@ class Robot:
     def _set_state(self, q: np.ndarray, gripper: float) -> None:
         q = np.asarray(q, dtype=np.float64)
         if q.shape != (self.num_joints,):
-            raise ValueError(f"robot {self.name!r}: expected {self.num_joints} joint positions, got shape {q.shape}")
+            raise ValueError(
+                f"robot {self.name!r}: expected {self.num_joints} joint positions, got shape {q.shape}"
+            )
         if not np.all(np.isfinite(q)):
             raise ValueError(f"robot {self.name!r}: joint positions must be finite, got {q}")
         key = (q.tobytes(), float(gripper))
@@ -129,15 +149,25 @@ class Robot:
         """Put the robot of the private client in state ``(q, gripper)`` (for renders through ``self.client``)."""
         self._set_state(q, gripper)
 
-    def link_frames(self, q: np.ndarray, gripper: float = 1.0,
-                    links: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def link_frames(
+        self, q: np.ndarray, gripper: float = 1.0, links: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """World poses of link frames (URDF link origins): positions (L, 3) and quaternions xyzw (L, 4)."""
         self._set_state(q, gripper)
         links = list(range(self._client.getNumJoints(self.body))) if links is None else links
         pos, orn = np.zeros((len(links), 3)), np.zeros((len(links), 4))
         linked = [lk for lk in links if lk >= 0]
-        states = dict(zip(linked, self._client.getLinkStates(self.body, linked, computeForwardKinematics=1),
-                          strict=True)) if linked else {}
+        states = (
+            dict(
+                zip(
+                    linked,
+                    self._client.getLinkStates(self.body, linked, computeForwardKinematics=1),
+                    strict=True,
+                )
+            )
+            if linked
+            else {}
+        )
         base = self._base_link_frame() if -1 in links else None
         for i, lk in enumerate(links):
             s = states[lk][4:6] if lk >= 0 else base
@@ -171,8 +201,14 @@ class Robot:
         R = np.array(p.getMatrixFromQuaternion(orn[0])).reshape(3, 3)
         return pos[0] + R @ self._ee_offset, orn[0]
 
-    def ik(self, position: np.ndarray | list[float], orientation: np.ndarray | None = None,
-           q_init: np.ndarray | None = None, iterations: int = 20, tolerance: float = 1e-4) -> np.ndarray:
+    def ik(
+        self,
+        position: np.ndarray | list[float],
+        orientation: np.ndarray | None = None,
+        q_init: np.ndarray | None = None,
+        iterations: int = 20,
+        tolerance: float = 1e-4,
+    ) -> np.ndarray:
         """Joint positions (J,) within the joint limits that put the TCP at ``position``.
 
         PyBullet's damped-least-squares IK is a single linearised step; it is iterated here from the
@@ -187,8 +223,11 @@ class Robot:
         if target.shape != (3,) or not np.all(np.isfinite(target)):
             raise ValueError(f"`position` must be 3 finite numbers, got {position}")
         orn = self.ee_down_orientation if orientation is None else np.asarray(orientation, dtype=np.float64)
-        q0 = self.home.copy() if q_init is None else np.clip(np.asarray(q_init, dtype=np.float64),
-                                                             self.joint_lower, self.joint_upper)
+        q0 = (
+            self.home.copy()
+            if q_init is None
+            else np.clip(np.asarray(q_init, dtype=np.float64), self.joint_lower, self.joint_upper)
+        )
         gripper = self._q_cache[1] if self._q_cache else 1.0
         # PyBullet solves for the link origin; the TCP sits at `ee_offset` in that link's frame.
         link_target = target - np.array(p.getMatrixFromQuaternion(orn)).reshape(3, 3) @ self._ee_offset
@@ -203,11 +242,21 @@ class Robot:
                 kwargs = {}
                 if null_space:
                     lo, hi, rest = self._movable_limits(q)
-                    kwargs = dict(lowerLimits=lo, upperLimits=hi, restPoses=rest,
-                                  jointRanges=[h - lw for lw, h in zip(lo, hi, strict=True)])
+                    kwargs = dict(
+                        lowerLimits=lo,
+                        upperLimits=hi,
+                        restPoses=rest,
+                        jointRanges=[h - lw for lw, h in zip(lo, hi, strict=True)],
+                    )
                 sol = self._client.calculateInverseKinematics(
-                    self.body, self.ee_link_id, link_target.tolist(), orn.tolist(), maxNumIterations=200,
-                    residualThreshold=1e-8, **kwargs)
+                    self.body,
+                    self.ee_link_id,
+                    link_target.tolist(),
+                    orn.tolist(),
+                    maxNumIterations=200,
+                    residualThreshold=1e-8,
+                    **kwargs,
+                )
                 q = np.clip(np.asarray(sol)[arm_cols], self.joint_lower, self.joint_upper)
                 err = float(np.linalg.norm(self.ee_pose(q)[0] - target))
                 if err < best_err:
@@ -232,26 +281,33 @@ class Robot:
         return lo, hi, rest
 
     # ----------------------------------------------------------------------------------------- rendering
-    def render_mask_depth(self, q: np.ndarray, gripper: float, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    def render_mask_depth(
+        self, q: np.ndarray, gripper: float, camera: Camera
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Robot-only render: a (H, W) bool mask and (H, W) float32 metric depth (inf where empty)."""
         self._set_state(q, gripper)
         view, proj = camera.to_pybullet()
         _, _, _, depth, seg = self._client.getCameraImage(
-            camera.width, camera.height, view, proj, renderer=p.ER_TINY_RENDERER,
-            flags=p.ER_NO_SEGMENTATION_MASK * 0)
+            camera.width,
+            camera.height,
+            view,
+            proj,
+            renderer=p.ER_TINY_RENDERER,
+            flags=p.ER_NO_SEGMENTATION_MASK * 0,
+        )
         seg = np.asarray(seg).reshape(camera.height, camera.width)
         mask = seg >= 0
-        metric = camera.linear_depth(np.asarray(depth).reshape(camera.height, camera.width)).astype(np.float32)
+        metric = camera.linear_depth(np.asarray(depth).reshape(camera.height, camera.width)).astype(
+            np.float32
+        )
         metric[~mask] = np.inf
         return mask, metric
 
     def close(self) -> None:
         """Disconnect the private PyBullet client; safe to call twice."""
         if getattr(self, "_client", None) is not None:
-            try:
+            with contextlib.suppress(p.error):
                 self._client.disconnect()
-            except p.error:
-                pass
             self._client = None
 
     def __del__(self) -> None:  # pragma: no cover - best effort

@@ -29,7 +29,15 @@ def record_episode(env, policy, seed: int, policy_spec: str = "", max_steps: int
     obs, info = env.reset(seed=seed)
     policy.reset(seed=seed)
     limit = max_steps or (env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 50)
-    keys = ("commanded_joints", "commanded_gripper", "joints", "gripper", "ee_position", "robot_mask", "object_mask")
+    keys = (
+        "commanded_joints",
+        "commanded_gripper",
+        "joints",
+        "gripper",
+        "ee_position",
+        "robot_mask",
+        "object_mask",
+    )
     rec: dict[str, list] = {k: [info[k]] for k in keys}
     frames = [obs["image"]]
     poses = [info.get("object_pose", np.zeros(7))]
@@ -48,20 +56,41 @@ def record_episode(env, policy, seed: int, policy_spec: str = "", max_steps: int
             break
     f32 = np.float32
     return Episode(
-        frames=np.stack(frames).astype(np.uint8), joints=np.stack(rec["joints"]).astype(f32),
-        gripper=np.asarray(rec["gripper"], f32), commanded_joints=np.stack(rec["commanded_joints"]).astype(f32),
-        commanded_gripper=np.asarray(rec["commanded_gripper"], f32), ee_position=np.stack(rec["ee_position"]).astype(f32),
-        actions=np.stack(actions).astype(f32), rewards=np.asarray(rewards, f32),
-        object_poses=np.stack(poses).astype(f32), goal=np.asarray(info["goal"], f32),
-        robot_mask=np.stack(rec["robot_mask"]).astype(bool), object_mask=np.stack(rec["object_mask"]).astype(bool),
-        success=success, camera=base.camera, robot=base.robot.name, task=base.task_name,
-        action_mode=base.action_mode, seed=int(seed), policy=policy_spec,
+        frames=np.stack(frames).astype(np.uint8),
+        joints=np.stack(rec["joints"]).astype(f32),
+        gripper=np.asarray(rec["gripper"], f32),
+        commanded_joints=np.stack(rec["commanded_joints"]).astype(f32),
+        commanded_gripper=np.asarray(rec["commanded_gripper"], f32),
+        ee_position=np.stack(rec["ee_position"]).astype(f32),
+        actions=np.stack(actions).astype(f32),
+        rewards=np.asarray(rewards, f32),
+        object_poses=np.stack(poses).astype(f32),
+        goal=np.asarray(info["goal"], f32),
+        robot_mask=np.stack(rec["robot_mask"]).astype(bool),
+        object_mask=np.stack(rec["object_mask"]).astype(bool),
+        success=success,
+        camera=base.camera,
+        robot=base.robot.name,
+        task=base.task_name,
+        action_mode=base.action_mode,
+        seed=int(seed),
+        policy=policy_spec,
     )
 
 
-def collect(robot: str, task: str, episodes: int, policy_spec: str, out: str | Path, image_size: int = 64,
-            camera: str = "fixed", action_mode: str = "ee_delta", seed: int = 0, max_steps: int | None = None,
-            progress: bool = True) -> dict:
+def collect(
+    robot: str,
+    task: str,
+    episodes: int,
+    policy_spec: str,
+    out: str | Path,
+    image_size: int = 64,
+    camera: str = "fixed",
+    action_mode: str = "ee_delta",
+    seed: int = 0,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Record ``episodes`` episodes into ``out``; a directory that already holds some is continued.
 
     Episode ``i`` is reset with seed ``seed + i``, so a resumed or repeated collection records the same
@@ -74,17 +103,29 @@ def collect(robot: str, task: str, episodes: int, policy_spec: str, out: str | P
     from vap_env.sim.registration import MAX_EPISODE_STEPS, arm_robots, env_id
 
     if robot not in arm_robots():
-        raise ValueError(f"unknown robot {robot!r} for the simulator; robots with a simulated arm: "
-                         f"{', '.join(arm_robots())}")
+        raise ValueError(
+            f"unknown robot {robot!r} for the simulator; robots with a simulated arm: "
+            f"{', '.join(arm_robots())}"
+        )
     if task not in MAX_EPISODE_STEPS:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(MAX_EPISODE_STEPS)}")
-    env = gym.make(env_id(robot, task), obs_mode="both", image_size=image_size, camera=camera,
-                   action_mode=action_mode)
+    env = gym.make(
+        env_id(robot, task), obs_mode="both", image_size=image_size, camera=camera, action_mode=action_mode
+    )
     try:
         fps = env.metadata.get("render_fps")
-        writer = DatasetWriter(out, {"robot": robot, "task": task, "image_size": [image_size, image_size],
-                                     "camera_mode": camera, "action_mode": action_mode, "fps": fps,
-                                     "max_episode_steps": env.spec.max_episode_steps if env.spec else None})
+        writer = DatasetWriter(
+            out,
+            {
+                "robot": robot,
+                "task": task,
+                "image_size": [image_size, image_size],
+                "camera_mode": camera,
+                "action_mode": action_mode,
+                "fps": fps,
+                "max_episode_steps": env.spec.max_episode_steps if env.spec else None,
+            },
+        )
         done_seeds = writer.recorded_seeds()
         todo = [seed + i for i in range(episodes) if seed + i not in done_seeds]
         policy = make_policy(policy_spec, env)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+
 from vap_env.policies.base import Policy
 from vap_env.policies.factory import make_policy
 from vap_env.policies.random_policy import RandomPolicy
 from vap_env.policies.scripted import ScriptedPushPolicy, ScriptedReachPolicy
-
 from vap_env.sim.env import SimEnv
 from vap_env.sim.registration import arm_robots, env_id
 
@@ -118,8 +118,10 @@ def test_push_expert_succeeds_on_panda(panda_push):
 
 @pytest.mark.slow
 def test_push_success_falls_with_skill(panda_push):
-    rates = [success_rate(panda_push, ScriptedPushPolicy(panda_push, noise=n, hesitation=h), episodes=30)
-             for n, h in SKILL_LEVELS]
+    rates = [
+        success_rate(panda_push, ScriptedPushPolicy(panda_push, noise=n, hesitation=h), episodes=30)
+        for n, h in SKILL_LEVELS
+    ]
     # measured, seeds 0-29: 0.97 0.87 0.53 0.03; 100-129: 0.97 0.73 0.40 0.00; 200-229: 1.00 0.87 0.57 0.07
     assert all(a - b > 0.05 for a, b in zip(rates[:-1], rates[1:], strict=True)), rates
     assert rates[0] >= 0.9 and rates[-1] <= 0.2, rates

@@ -25,9 +25,17 @@ PROMPT_KINDS = ("skeleton", "depth_skeleton", "mask", "depth", "state", "none")
 IMAGE_PROMPT_KINDS = ("skeleton", "depth_skeleton", "mask", "depth", "none")
 
 __all__ = [
-    "PROMPT_KINDS", "IMAGE_PROMPT_KINDS", "ActionPrompter", "SkeletonRenderer", "DepthSkeletonRenderer",
-    "HandPrompter", "OneEuroFilter", "filter_track",
-    "Rectification", "RectificationConfig", "estimate_rectification",
+    "PROMPT_KINDS",
+    "IMAGE_PROMPT_KINDS",
+    "ActionPrompter",
+    "SkeletonRenderer",
+    "DepthSkeletonRenderer",
+    "HandPrompter",
+    "OneEuroFilter",
+    "filter_track",
+    "Rectification",
+    "RectificationConfig",
+    "estimate_rectification",
 ]
 
 
@@ -44,7 +52,9 @@ class ActionPrompter:
         if kind not in PROMPT_KINDS:
             raise ValueError(f"unknown prompt kind {kind!r}; valid kinds: {', '.join(PROMPT_KINDS)}")
         self.robot, self.camera, self.kind = robot, camera, kind
-        self.skeleton = DepthSkeletonRenderer(robot.graph) if kind == "depth_skeleton" else SkeletonRenderer(robot.graph)
+        self.skeleton = (
+            DepthSkeletonRenderer(robot.graph) if kind == "depth_skeleton" else SkeletonRenderer(robot.graph)
+        )
 
     @property
     def state_dim(self) -> int:

@@ -39,7 +39,9 @@ class SkeletonRenderer:
 
     def __post_init__(self) -> None:
         if not 0 < self.line_width < 0.5:
-            raise ValueError(f"`line_width` must be a fraction of the image size in (0, 0.5), got {self.line_width}")
+            raise ValueError(
+                f"`line_width` must be a fraction of the image size in (0, 0.5), got {self.line_width}"
+            )
         if not 0 <= self.dot_radius < 0.5:
             raise ValueError(f"`dot_radius` must be in [0, 0.5), got {self.dot_radius}")
 
@@ -56,8 +58,13 @@ class SkeletonRenderer:
         """(E,) int thickness of each bone in pixels."""
         return np.full(len(self.graph.bones), base, dtype=np.int64)
 
-    def render(self, keypoints_2d: np.ndarray, depth: np.ndarray, size: tuple[int, int],
-               background: np.ndarray | None = None) -> np.ndarray:
+    def render(
+        self,
+        keypoints_2d: np.ndarray,
+        depth: np.ndarray,
+        size: tuple[int, int],
+        background: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Draw the skeleton.
 
         Args:
@@ -74,13 +81,17 @@ class SkeletonRenderer:
         kp = np.asarray(keypoints_2d, dtype=np.float64)
         depth = np.asarray(depth, dtype=np.float64)
         if kp.shape != (len(self.graph.keypoint_names), 2):
-            raise ValueError(f"`keypoints_2d` must have shape ({len(self.graph.keypoint_names)}, 2), got {kp.shape}")
+            raise ValueError(
+                f"`keypoints_2d` must have shape ({len(self.graph.keypoint_names)}, 2), got {kp.shape}"
+            )
         if background is None:
             img = np.zeros((h, w, 3), dtype=np.uint8)
         else:
             if background.shape != (h, w, 3) or background.dtype != np.uint8:
-                raise ValueError(f"`background` must be uint8 of shape {(h, w, 3)}, got {background.dtype} "
-                                 f"{background.shape}")
+                raise ValueError(
+                    f"`background` must be uint8 of shape {(h, w, 3)}, got {background.dtype} "
+                    f"{background.shape}"
+                )
             img = background.copy()
         thick, radius = self.widths(h, w)
         colors = self.bone_colors(depth)
@@ -91,8 +102,15 @@ class SkeletonRenderer:
         for e in np.argsort(bone_depth)[::-1]:
             b = self.graph.bones[e]
             if visible[b.start] and visible[b.end]:
-                cv2.line(img, _fixed(kp[b.start]), _fixed(kp[b.end]), tuple(int(c) for c in colors[e]),
-                         int(thickness[e]), cv2.LINE_AA, _SHIFT)
+                cv2.line(
+                    img,
+                    _fixed(kp[b.start]),
+                    _fixed(kp[b.end]),
+                    tuple(int(c) for c in colors[e]),
+                    int(thickness[e]),
+                    cv2.LINE_AA,
+                    _SHIFT,
+                )
         if radius > 0:
             gripper_ends = {b.end for b in self.graph.bones if b.gripper}
             for k in np.argsort(depth)[::-1]:

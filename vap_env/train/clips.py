@@ -42,10 +42,14 @@ class ClipConfig:
         if self.prompt not in PROMPT_KINDS:
             raise ValueError(f"`prompt` must be one of {list(PROMPT_KINDS)}, got {self.prompt!r}")
         if self.context_frames < 1 or self.target_frames < 1:
-            raise ValueError(f"`context_frames` and `target_frames` must be >= 1, got {self.context_frames}, "
-                             f"{self.target_frames}")
+            raise ValueError(
+                f"`context_frames` and `target_frames` must be >= 1, got {self.context_frames}, "
+                f"{self.target_frames}"
+            )
         if self.interaction_weight < 1:
-            raise ValueError(f"`interaction_weight` must be >= 1 (1 switches it off), got {self.interaction_weight}")
+            raise ValueError(
+                f"`interaction_weight` must be >= 1 (1 switches it off), got {self.interaction_weight}"
+            )
 
     @property
     def clip_length(self) -> int:
@@ -55,8 +59,12 @@ class ClipConfig:
 def render_episode_prompts(episode: Episode, robot: Robot, kind: str) -> np.ndarray:
     """Prompts of every frame of an episode from its commanded states: (T, H, W, 3) uint8 or (T, D) float32."""
     prompter = ActionPrompter(robot, episode.camera, kind)
-    return np.stack([prompter.render(q, g) for q, g in zip(episode.commanded_joints, episode.commanded_gripper,
-                                                           strict=True)])
+    return np.stack(
+        [
+            prompter.render(q, g)
+            for q, g in zip(episode.commanded_joints, episode.commanded_gripper, strict=True)
+        ]
+    )
 
 
 def interaction_masks(episode: Episode, robot: Robot, radius: float) -> np.ndarray:
@@ -87,14 +95,18 @@ class ClipDataset(torch.utils.data.Dataset):
         progress: Show a progress bar while rendering prompts.
     """
 
-    def __init__(self, episodes: EpisodeDataset | list[Episode], config: ClipConfig, progress: bool = False) -> None:
+    def __init__(
+        self, episodes: EpisodeDataset | list[Episode], config: ClipConfig, progress: bool = False
+    ) -> None:
         self.config = config
         eps = list(episodes)
         if not eps:
             raise ValueError("no episodes to cut clips from")
         robots, sizes = {e.robot for e in eps}, {e.image_size for e in eps}
         if len(robots) != 1 or len(sizes) != 1:
-            raise ValueError(f"episodes must share one robot and image size, got robots {robots}, sizes {sizes}")
+            raise ValueError(
+                f"episodes must share one robot and image size, got robots {robots}, sizes {sizes}"
+            )
         self.robot_name, self.image_size = robots.pop(), sizes.pop()
         robot = Robot(self.robot_name)
         self.frames, self.prompts, self.masks, self.index = [], [], [], []
@@ -121,6 +133,15 @@ class ClipDataset(torch.utils.data.Dataset):
         frames = self.to_tensor(self.frames[e][s : s + n])
         prompts = self.prompts[e][s : s + n]
         prompts = torch.from_numpy(prompts) if prompts.ndim == 2 else self.to_tensor(prompts)
-        weight = 1.0 + (self.config.interaction_weight - 1.0) * torch.from_numpy(self.masks[e][s + c : s + n]).float()
-        return {"context": frames[:c], "target": frames[c:], "prompts": prompts, "weight": weight[:, None],
-                "episode": torch.tensor(e), "start": torch.tensor(s)}
+        weight = (
+            1.0
+            + (self.config.interaction_weight - 1.0) * torch.from_numpy(self.masks[e][s + c : s + n]).float()
+        )
+        return {
+            "context": frames[:c],
+            "target": frames[c:],
+            "prompts": prompts,
+            "weight": weight[:, None],
+            "episode": torch.tensor(e),
+            "start": torch.tensor(s),
+        }
