@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 import vap_env  # noqa: F401  (registers the envs)
+from vap_env.envs.imagined_world import load_world_model
 from vap_env.envs.vector_env import WorldModelVectorEnv
-from vap_env.envs.world_model_env import load_world_model
 from vap_env.model.codec import FrameAutoencoder
 from vap_env.model.world_model import ActionToVideoModel, WorldModelConfig
 from vap_env.sim.registration import MAX_EPISODE_STEPS, env_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -102,6 +103,59 @@ def test_hidden_cube_keeps_the_last_estimate(sim_frames: dict[str, list]) -> Non
     assert CubeDetector().detect(frame, camera, region=away) is None
 
 
+def _paint_out_cube(frame: np.ndarray) -> np.ndarray:
+    """A copy of ``frame`` with the cube painted in the frame's median colour (the table's)."""
+    empty = frame.copy()
+    red = CubeDetector().red_mask(frame)
+    empty[red] = np.median(frame[~red], axis=0).astype(np.uint8)
+    return empty
+
+
+def test_noise_is_not_the_cube(sim_frames: dict[str, list]) -> None:
+    """An untrained world model makes noise frames; the colour threshold finds red in every one of these (the
+    detector found all of them before its plausibility check), but no 5 cm cube could make those blobs."""
+    frame, camera, _ = sim_frames["fixed"][0]
+    detector, rng = CubeDetector(), np.random.default_rng(0)
+    gaussian = [np.clip(rng.normal(128, 60, frame.shape), 0, 255).astype(np.uint8) for _ in range(40)]
+    speckled = []
+    for i in range(40):  # salt-and-pepper with red grains, on a grey frame or on the scene without its cube
+        speckle = np.full_like(frame, 150) if i % 2 else _paint_out_cube(sim_frames["fixed"][i][0])
+        grains = rng.random(frame.shape[:2])
+        speckle[grains < 0.03], speckle[grains > 0.97] = (0, 0, 0), (255, 255, 255)
+        speckle[(grains > 0.5) & (grains < 0.55)] = (220, 20, 20)
+        speckled.append(speckle)
+    for noise in gaussian + speckled:
+        assert detector.cube_mask(noise).sum() >= detector.min_pixels
+        assert detector.detect(noise, camera) is None
+    # in an episode, a noise frame keeps the last estimate
+    ee, goal = np.array([0.4, 0.0, 0.3]), np.array([0.5, 0.1, 0.025])
+    first = estimate_task_state("push", frame, camera, ee, goal)
+    kept = estimate_task_state("push", gaussian[0], camera, ee, goal, previous=first)
+    assert first.object_visible and not kept.object_visible
+    np.testing.assert_array_equal(kept.object_position, first.object_position)
+
+
+def test_only_a_cube_sized_blob_is_the_cube(sim_frames: dict[str, list]) -> None:
+    """A red hexagon where a cube's silhouette would be is found there; the same blob at twice the width
+    (4x the area) is not."""
+    frame, camera, truth = sim_frames["fixed"][0]
+    detector = CubeDetector()
+    corners = truth[:2] + 0.025 * np.array([[x, y] for x in (-1, 1) for y in (-1, 1)])
+    corners = np.array([[x, y, z] for x, y in corners for z in (0.0, 0.05)])
+    outline = cv2.convexHull(camera.project(corners)[0].astype(np.float32))[:, 0]
+    for scale, found in ((1.0, True), (2.0, False)):
+        blob = outline.mean(axis=0) + scale * (outline - outline.mean(axis=0))
+        image = _paint_out_cube(frame)
+        cv2.fillConvexPoly(image, np.round(blob).astype(np.int32), (200, 30, 30))
+        detection = detector.detect(image, camera)
+        assert (detection is not None) == found, scale
+        if found:
+            assert np.linalg.norm(detection.position[:2] - truth[:2]) < 0.01
+            assert 0.8 < detection.visible_fraction < 1.3
+        else:
+            assert detector.cube_mask(image).sum() > 3 * detector.cube_mask(frame).sum()
+
+
 def test_reach_state_is_the_kinematic_tcp(sim_frames: dict[str, list]) -> None:
     frame, camera, _ = sim_frames["fixed"][0]
     ee, goal = np.array([0.4, 0.0, 0.3]), np.array([0.5, 0.1, 0.2])
@@ -112,3 +166,7 @@ def test_reach_state_is_the_kinematic_tcp(sim_frames: dict[str, list]) -> None:
         estimate_task_state("stack", frame, camera, ee, goal)
     with pytest.raises(ValueError, match="does not fit"):
         CubeDetector().detect(frame[:32], camera)
+    with pytest.raises(ValueError, match="`min_visible_fraction` and `max_visible_fraction`"):
+        CubeDetector(min_visible_fraction=1.5, max_visible_fraction=1.0)
+    with pytest.raises(ValueError, match="`min_solidity` and `max_residual`"):
+        CubeDetector(max_residual=-0.1)

@@ -4,6 +4,8 @@
 - :class:`~vap_env.envs.vector_env.WorldModelVectorEnv`: N episodes, one batched ``generate`` per step
   (``gym.make_vec(..., vectorization_mode="vector_entry_point")``), same-step autoreset;
 - :class:`~vap_env.envs.sb3.SB3VecEnvAdapter`: stable-baselines3 on top of it;
+- :mod:`~vap_env.envs.imagined_world`: the imagined episodes both envs run (``ImaginedWorld``) and
+  ``load_world_model``;
 - :mod:`~vap_env.envs.estimation`: task state (the red cube) estimated from frames, for rewards.
 
 Ids: ``vap_env/<Robot><Task>-WM-v0`` (:data:`WM_ENV_IDS`), registered by ``import vap_env``. This module

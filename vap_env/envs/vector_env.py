@@ -14,12 +14,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
 from vap_env.camera import Camera
-from vap_env.envs.world_model_env import (
-    ImaginedEpisode,
-    ImaginedWorld,
-    WorldModelEnv,
-    _check_render,
-)
+from vap_env.envs.imagined_world import ImaginedEpisode, ImaginedWorld, check_render
+from vap_env.envs.world_model_env import WorldModelEnv
 from vap_env.model.world_model import ActionToVideoModel
 
 _PER_SUB_ENV = ("camera", "episode", "frame")  # get_attr names whose value differs between sub-envs
@@ -82,7 +78,7 @@ class WorldModelVectorEnv(VectorEnv):
             raise ValueError(f"`num_envs` must be >= 1, got {num_envs}")
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"`max_episode_steps` must be >= 1 or None, got {max_episode_steps}")
-        _check_render(render_mode, render_view, self.metadata["render_modes"])
+        check_render(render_mode, render_view, self.metadata["render_modes"])
         self.world = w = ImaginedWorld(
             model,
             robot,

@@ -1,16 +1,11 @@
 """The world-model environment: an action becomes a visual action prompt, from which a video model imagines.
 
-:class:`ImaginedWorld` is the machinery shared by :class:`WorldModelEnv` and the batched
-:class:`~vap_env.envs.vector_env.WorldModelVectorEnv`: starting episodes (from the simulator's first frame, a
-recorded episode or a given image), and advancing any number of them with one batched ``model.generate``
-call. :class:`ImaginedEpisode` is one episode's state, DIAMOND-style: the commanded robot state, rolling
-buffers of the last ``context_frames`` frames and prompts, the task-state estimate and its own noise
-generator, so a batch of episodes reproduces the same episodes run one by one.
+:class:`WorldModelEnv` runs one imagined episode at a time; the episodes themselves (starting, advancing with
+the model, observations, rewards) are :class:`~vap_env.envs.imagined_world.ImaginedWorld`'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,440 +13,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from vap_env.camera import Camera, ViewpointSampler
-from vap_env.control import (
-    ACTION_MODES,
-    ActionController,
-    RobotCommand,
-    action_space,
-    check_action,
-    workspace_box,
-)
-from vap_env.data import EpisodeDataset
-from vap_env.description import load_description
-from vap_env.envs.estimation import CubeDetector, TaskStateEstimate, estimate_task_state
-from vap_env.kinematics import Robot
-from vap_env.model.codec import frames_to_tensor, tensor_to_frames
-from vap_env.model.config import IMAGE_PROMPT_KINDS
+from vap_env.camera import Camera
+from vap_env.envs import imagined_world  # by module: its names live there only, not here too
 from vap_env.model.world_model import ActionToVideoModel
-from vap_env.prompts import ActionPrompter
-from vap_env.sim.env import CAMERA_MODES, OBS_MODES, PHYSICS_HZ, SimEnv, observation_space, state_layout
-from vap_env.sim.tasks import TASKS, PushTask, ReachTask, Task
+from vap_env.sim.env import PHYSICS_HZ
 
-RESET_MODES = ("sim", "episode", "image")
-RENDER_VIEWS = ("frame", "prompt", "both")
-_OBJECT_REACH = 0.1  # m; how far past the TCP workspace a pushed cube may end up
 ResetOutput = tuple[Any, dict[str, Any]]
 StepOutput = tuple[Any, float, bool, bool, dict[str, Any]]
-
-
-def load_world_model(
-    model: ActionToVideoModel | str | Path,
-    device: torch.device | str | None = None,
-) -> ActionToVideoModel:
-    """The world model from a model object, a ``save_pretrained`` directory (or the ``--out`` directory of
-    ``vap-env train``, which holds it as ``model/``), or ``"default"`` (``vap_env.envs.default_model_path``).
-
-    A model object is used as it is (moved to ``device`` if given): the envs only call its ``generate``,
-    under ``torch.no_grad``; a loaded one is in eval mode.
-    """
-    if isinstance(model, ActionToVideoModel) or (hasattr(model, "generate") and hasattr(model, "config")):
-        return model.to(device) if device is not None else model
-    if model == "default":
-        from vap_env.envs import default_model_path
-
-        model = default_model_path()
-    path = Path(model)
-    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
-        path = path / "model"  # the output directory of `vap-env train`
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"`model` must be an ActionToVideoModel or a directory written by its "
-            f"save_pretrained; {path} has no config.json"
-        )
-    return ActionToVideoModel.from_pretrained(path, device=device or "cpu").eval()
-
-
-@dataclass
-class ImaginedEpisode:
-    """One imagined episode (all arrays owned by it).
-
-    Attributes:
-        controller: Its commanded robot state and action mapping.
-        camera: The camera its frames are seen from.
-        prompter: Renders prompts through ``camera``.
-        goal: (3,) goal position.
-        frames: (Tc, H, W, 3) uint8, the last ``context_frames`` frames, newest last.
-        prompts: (Tc, H, W, 3) uint8 or (Tc, D) float32, their prompts.
-        estimate: The task state estimated from the newest frame.
-        generator: The source of this episode's sampler noise (seeded from the env's ``np_random``).
-    """
-
-    controller: ActionController
-    camera: Camera
-    prompter: ActionPrompter
-    goal: np.ndarray
-    frames: np.ndarray
-    prompts: np.ndarray
-    estimate: TaskStateEstimate
-    generator: torch.Generator
-
-    @property
-    def command(self) -> RobotCommand:
-        return self.controller.command
-
-
-class ImaginedWorld:
-    """Starts and advances imagined episodes of one task with one world model (see :class:`WorldModelEnv`
-    for the arguments)."""
-
-    def __init__(
-        self,
-        model: ActionToVideoModel | str | Path,
-        robot: str | None = None,
-        image_size: int | None = None,
-        task: str = "push",
-        action_mode: str = "ee_delta",
-        obs_mode: str = "image",
-        camera: str | Camera = "fixed",
-        reset_mode: str = "sim",
-        dataset: str | Path | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float = 1.0,
-        device: torch.device | str | None = None,
-        max_ee_step: float = 0.02,
-        max_joint_step: float = 0.05,
-    ) -> None:
-        _check_choices(
-            task=(task, tuple(TASKS)),
-            action_mode=(action_mode, ACTION_MODES),
-            obs_mode=(obs_mode, OBS_MODES),
-            reset_mode=(reset_mode, RESET_MODES),
-        )
-        if not isinstance(camera, Camera) and camera not in CAMERA_MODES:
-            raise ValueError(f"`camera` must be one of {', '.join(CAMERA_MODES)} or a Camera; got {camera!r}")
-        if num_inference_steps is not None and num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
-        self.model = load_world_model(model, device)
-        self.config = c = self.model.config
-        self.robot_name, self.image_size = self._check_model(robot, image_size)
-        self.task_name, self.action_mode, self.obs_mode = task, action_mode, obs_mode
-        self.reset_mode, self.camera_mode = reset_mode, camera
-        self.num_inference_steps, self.guidance_scale = num_inference_steps, float(guidance_scale)
-        self.desc = load_description(self.robot_name)
-        self.robot = Robot(self.desc)
-        if c.prompt == "state" and c.state_dim != self.robot.num_joints + 1:
-            raise ValueError(
-                f"the model's state prompts have {c.state_dim} values; robot {self.robot_name!r} "
-                f"has {self.robot.num_joints} joints + gripper"
-            )
-        self.workspace = workspace_box(self.robot)
-        self.max_ee_step, self.max_joint_step = float(max_ee_step), float(max_joint_step)
-        self.scorer = _scoring_task(task)
-        self.detector = CubeDetector()
-        self.state_layout = state_layout(self.robot.num_joints, self.scorer.has_object)
-        self.action_space = action_space(action_mode, self.robot.num_joints)
-        self.observation_space = observation_space(self.state_layout, obs_mode, self.image_size)
-        self.dataset = self._open_dataset(dataset) if reset_mode == "episode" else None
-        self._sampler = ViewpointSampler.around(self.desc.camera) if camera == "random" else None
-        self._sim: SimEnv | None = None
-        self._fallback = np.array(
-            [np.mean(self.desc.workspace_x), np.mean(self.desc.workspace_y), self.detector.centre_height]
-        )
-        # the cube cannot be far outside the TCP's reach: a red blob there is a generation artefact
-        self.object_region = (self.workspace[0] - _OBJECT_REACH, self.workspace[1] + _OBJECT_REACH)
-
-    # ----------------------------------------------------------------------------------------- checks
-    def _check_model(self, robot: str | None, image_size: int | None) -> tuple[str, int]:
-        c = self.config
-        if robot is not None and robot != c.robot:
-            raise ValueError(
-                f"the world model was trained for robot {c.robot!r}, not {robot!r}: pass a model "
-                f"trained for {robot!r}, or robot={c.robot!r}"
-            )
-        height, width = c.image_size
-        if image_size is not None and (height, width) != (image_size, image_size):
-            raise ValueError(
-                f"the world model makes {height}x{width} frames, not {image_size}x{image_size}: "
-                f"pass a model trained at that size, or image_size={height}"
-            )
-        if height != width:
-            raise ValueError(
-                f"vap-env envs observe square images; the world model makes {height}x{width} frames"
-            )
-        if c.prompt in IMAGE_PROMPT_KINDS and c.prompt_channels != 3:
-            raise ValueError(f"image prompts are RGB; the model expects {c.prompt_channels} prompt channels")
-        return c.robot, height
-
-    def _open_dataset(self, dataset: str | Path | None) -> EpisodeDataset:
-        if dataset is None:
-            raise ValueError(
-                "reset_mode='episode' needs `dataset`: a directory recorded by `vap-env collect`"
-            )
-        data = EpisodeDataset(dataset)
-        if data.robot != self.robot_name or tuple(data.image_size) != (self.image_size, self.image_size):
-            raise ValueError(
-                f"dataset {dataset} holds {data.robot!r} episodes at {data.image_size}; the world "
-                f"model is for {self.robot_name!r} at {self.image_size}x{self.image_size}"
-            )
-        if data.task != self.task_name:
-            raise ValueError(
-                f"dataset {dataset} holds {data.task!r} episodes, the env's task is {self.task_name!r}"
-            )
-        if len(data) == 0:
-            raise ValueError(f"dataset {dataset} holds no episodes")
-        return data
-
-    # ----------------------------------------------------------------------------------------- episodes
-    def new_episode(
-        self, np_random: np.random.Generator, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> ImaginedEpisode:
-        """Starts an episode as ``reset_mode`` says, drawing everything random from ``np_random``.
-
-        Args:
-            np_random: The env's generator (just seeded by ``reset(seed=...)``, or carried on).
-            seed: The reset seed; in ``sim`` mode the simulator is reset with it, so the episode starts from
-                exactly the frame ``SimEnv.reset(seed=seed)`` shows (drawn from ``np_random`` when ``None``).
-            options: ``episode`` mode: ``{"episode": index}`` (drawn when absent); ``image`` mode: ``image``
-                (H, W, 3) uint8, ``joints`` (J,), ``goal`` (3,), optional ``gripper`` (default 1.0, open) and
-                ``camera`` (default: the env's camera).
-        """
-        options = dict(options or {})
-        if self.reset_mode == "sim":
-            _check_option_keys(options, (), "sim")
-            sim_seed = int(np_random.integers(2**31 - 1)) if seed is None else int(seed)
-            frames, joints, gripper, goal, camera = self._from_sim(sim_seed)
-        elif self.reset_mode == "episode":
-            _check_option_keys(options, ("episode",), "episode")
-            frames, joints, gripper, goal, camera = self._from_dataset(np_random, options)
-        else:
-            _check_option_keys(options, ("image", "joints", "gripper", "goal", "camera"), "image")
-            frames, joints, gripper, goal, camera = self._from_image(np_random, options)
-        # the sampler's noise: one torch generator per episode, seeded from the env's own generator
-        generator = torch.Generator().manual_seed(int(np_random.integers(2**63 - 1)))
-        controller = ActionController(
-            self.robot, self.action_mode, self.max_ee_step, self.max_joint_step, self.workspace
-        )
-        prompter = ActionPrompter(self.robot, camera, kind=self.config.prompt)
-        prompts = np.stack([prompter.render(q, g) for q, g in zip(joints, gripper, strict=True)])
-        controller.reset(joints[-1], float(gripper[-1]))
-        ee = self._tcp(controller.command)
-        estimate = estimate_task_state(
-            self.task_name,
-            frames[-1],
-            camera,
-            ee,
-            goal,
-            detector=self.detector,
-            fallback_object_position=self._fallback,
-            region=self.object_region,
-        )
-        return ImaginedEpisode(
-            controller,
-            camera,
-            prompter,
-            np.asarray(goal, dtype=np.float64),
-            frames,
-            prompts,
-            estimate,
-            generator,
-        )
-
-    def _from_sim(self, seed: int) -> tuple:
-        if self._sim is None:
-            self._sim = SimEnv(
-                robot=self.desc,
-                task=self.task_name,
-                obs_mode="image",
-                image_size=self.image_size,
-                camera=self.camera_mode,
-                prompt="none",
-            )
-        frame, info = self._sim.reset(seed=seed)
-        frames = np.repeat(frame[None], self.config.context_frames, axis=0)
-        joints = np.repeat(info["commanded_joints"][None], self.config.context_frames, axis=0)
-        gripper = np.full(self.config.context_frames, info["commanded_gripper"])
-        return frames, joints, gripper, info["goal"], self._sim.camera
-
-    def _from_dataset(self, np_random: np.random.Generator, options: dict[str, Any]) -> tuple:
-        assert self.dataset is not None
-        index = (
-            int(options["episode"]) if "episode" in options else int(np_random.integers(len(self.dataset)))
-        )
-        episode = self.dataset[index]
-        tc = self.config.context_frames
-        if episode.num_frames < tc:
-            raise ValueError(
-                f"episode {index} has {episode.num_frames} frames; the model needs {tc} as context"
-            )
-        return (
-            episode.frames[:tc].copy(),
-            episode.commanded_joints[:tc].astype(np.float64),
-            episode.commanded_gripper[:tc].astype(np.float64),
-            episode.goal,
-            episode.camera,
-        )
-
-    def _from_image(self, np_random: np.random.Generator, options: dict[str, Any]) -> tuple:
-        missing = [k for k in ("image", "joints", "goal") if k not in options]
-        if missing:
-            raise ValueError(f"reset_mode='image' needs options {missing} (and optionally gripper, camera)")
-        image = np.asarray(options["image"])
-        size = (self.image_size, self.image_size, 3)
-        if image.shape != size or image.dtype != np.uint8:
-            raise ValueError(f"options['image'] must be uint8 {size}, got {image.dtype} {image.shape}")
-        goal = np.asarray(options["goal"], dtype=np.float64)
-        if goal.shape != (3,) or not np.all(np.isfinite(goal)):
-            raise ValueError(f"options['goal'] must be 3 finite numbers, got {options['goal']}")
-        camera = options.get("camera") or self._episode_camera(np_random)
-        if (camera.width, camera.height) != (self.image_size, self.image_size):
-            camera = camera.resized(self.image_size, self.image_size)
-        tc = self.config.context_frames
-        joints = np.repeat(np.asarray(options["joints"], dtype=np.float64)[None], tc, axis=0)
-        gripper = np.full(tc, float(options.get("gripper", 1.0)))
-        return np.repeat(image[None], tc, axis=0), joints, gripper, goal, camera
-
-    def _episode_camera(self, np_random: np.random.Generator) -> Camera:
-        if isinstance(self.camera_mode, Camera):
-            return self.camera_mode
-        if self._sampler is not None:
-            return self._sampler.sample(np_random, self.image_size, self.image_size)
-        return Camera.from_spec(self.desc.camera, self.image_size, self.image_size)
-
-    # ----------------------------------------------------------------------------------------- stepping
-    @torch.no_grad()
-    def advance(self, episodes: list[ImaginedEpisode], actions: np.ndarray) -> None:
-        """Applies ``actions`` (N, A) to ``episodes`` (N) with one batched ``generate`` call.
-
-        Each action moves its episode's command (``vap_env.control``); the ``frames_per_step`` commands along
-        the way (interpolated in joint space) are drawn as prompts; the model generates that many frames from
-        the rolling context; the buffers roll and the task state is re-estimated from the newest frame.
-        """
-        c, k = self.config, self.config.frames_per_step
-        shape = self.action_space.shape
-        actions = [check_action(a, shape, self.action_mode) for a in actions]  # all valid before any moves
-        new_prompts = []
-        for episode, action in zip(episodes, actions, strict=True):
-            start = episode.command
-            end = episode.controller.step(action)
-            path = episode.controller.interpolate(start, end, k)
-            new_prompts.append(np.stack([episode.prompter.render(cmd.joints, cmd.gripper) for cmd in path]))
-        prompts = np.stack(
-            [np.concatenate([e.prompts, p]) for e, p in zip(episodes, new_prompts, strict=True)]
-        )
-        context = frames_to_tensor(np.stack([e.frames for e in episodes]))
-        frames = tensor_to_frames(
-            self.model.generate(
-                context,
-                self._prompt_tensor(prompts),
-                self.num_inference_steps,
-                generator=[e.generator for e in episodes],
-                guidance_scale=self.guidance_scale,
-            )
-        )  # (N, k, H, W, 3)
-        for episode, new_frames, prompt in zip(episodes, frames, new_prompts, strict=True):
-            episode.frames = np.concatenate([episode.frames, new_frames])[-c.context_frames :]
-            episode.prompts = np.concatenate([episode.prompts, prompt])[-c.context_frames :]
-            episode.estimate = estimate_task_state(
-                self.task_name,
-                episode.frames[-1],
-                episode.camera,
-                self._tcp(episode.command),
-                episode.goal,
-                previous=episode.estimate,
-                detector=self.detector,
-                region=self.object_region,
-            )
-
-    def _prompt_tensor(self, prompts: np.ndarray) -> torch.Tensor | None:
-        """(N, T, H, W, 3) uint8 image prompts -> (N, T, 3, H, W) in [-1, 1]; (N, T, D) states as float."""
-        if self.config.prompt == "none":
-            return None
-        if self.config.prompt == "state":
-            return torch.from_numpy(prompts.astype(np.float32))
-        return frames_to_tensor(prompts)
-
-    def _tcp(self, command: RobotCommand) -> np.ndarray:
-        """(3,) the TCP of a commanded state by forward kinematics (what the robot knows of itself)."""
-        return self.robot.ee_pose(command.joints)[0]
-
-    # ----------------------------------------------------------------------------------------- outputs
-    def observation(self, episode: ImaginedEpisode) -> Any:
-        """A fresh observation: the newest frame, the state vector (SimEnv's layout), or both."""
-        if self.obs_mode == "image":
-            return episode.frames[-1].copy()
-        cmd, est = episode.command, episode.estimate
-        parts = [cmd.joints, est.ee_position, [cmd.gripper]]
-        if est.object_position is not None:
-            parts.append(est.object_position)
-        state = np.concatenate([*parts, episode.goal]).astype(np.float32)
-        return state if self.obs_mode == "state" else {"image": episode.frames[-1].copy(), "state": state}
-
-    def reward(self, episode: ImaginedEpisode) -> tuple[float, bool, dict[str, float]]:
-        """(reward, success, reward parts) of the estimated task state, by the task's own reward code."""
-        est = episode.estimate
-        parts = self.scorer.reward_terms(est.achieved_goal, est.goal, est.ee_position)
-        success = bool(self.scorer.is_success(est.achieved_goal, est.goal))
-        return float(sum(parts.values())), success, {k: float(v) for k, v in parts.items()}
-
-    def info(self, episode: ImaginedEpisode) -> dict[str, Any]:
-        """The commanded robot state, prompt, estimated task state, reward parts and ``is_success``."""
-        cmd, est = episode.command, episode.estimate
-        info: dict[str, Any] = {
-            "commanded_joints": cmd.joints.copy(),
-            "commanded_gripper": cmd.gripper,
-            "commanded_ee_position": cmd.ee_position.copy(),
-            "joints": cmd.joints.copy(),
-            "gripper": cmd.gripper,
-            "ee_position": est.ee_position.copy(),
-            "goal": episode.goal.copy(),
-        }
-        if est.object_position is not None:
-            info["object_position"] = est.object_position.copy()
-            info["object_visible"] = est.object_visible
-        _, success, parts = self.reward(episode)
-        info["is_success"] = success
-        info.update(parts)
-        info["prompt"] = episode.prompts[-1].copy()
-        return info
-
-    def render(self, episode: ImaginedEpisode, view: str) -> np.ndarray:
-        """(H, W, 3) uint8 frame or prompt, or (H, 2W, 3) both side by side."""
-        frame = episode.frames[-1]
-        if view == "frame":
-            return frame.copy()
-        if self.config.prompt in IMAGE_PROMPT_KINDS or self.config.prompt == "none":
-            prompt = episode.prompts[-1]
-        else:  # a state vector: show the skeleton of the commanded state instead
-            cmd = episode.command
-            prompt = ActionPrompter(self.robot, episode.camera).render(cmd.joints, cmd.gripper)
-        return prompt.copy() if view == "prompt" else np.concatenate([frame, prompt], axis=1)
-
-    def close(self) -> None:
-        for part in ("_sim", "robot"):
-            obj = getattr(self, part, None)
-            if obj is not None:
-                obj.close()
-
-
-def _scoring_task(task: str) -> Task:
-    """The task's reward and success code, without a scene: ``reward_terms`` and ``is_success`` read only
-    their arguments (the simulator's defaults: 3 cm reach and 5 cm push thresholds, 0.1 near weight)."""
-    task_cls = {"reach": ReachTask, "push": PushTask}[task]
-    return task_cls(None, lambda: np.zeros(3))  # type: ignore[arg-type]
-
-
-def _check_choices(**values: tuple[Any, tuple]) -> None:
-    for name, (value, valid) in values.items():
-        if value not in valid:
-            raise ValueError(f"`{name}` must be one of {', '.join(valid)}; got {value!r}")
-
-
-def _check_option_keys(options: dict[str, Any], allowed: tuple[str, ...], mode: str) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        valid = ", ".join(allowed) if allowed else "none"
-        raise ValueError(f"unknown reset options {unknown} for reset_mode={mode!r}; valid: {valid}")
 
 
 class WorldModelEnv(gym.Env):
@@ -525,8 +93,9 @@ class WorldModelEnv(gym.Env):
     ``ee_position`` (the commanded state, the robot's own knowledge); ``goal``; ``object_position`` (3,) and
     ``object_visible`` (``push``: the estimate, kept from the last frame while the cube is hidden);
     ``is_success`` and the ``reward_*`` parts. Public attributes: ``frame`` (newest frame), ``camera``,
-    ``episode`` (the :class:`ImaginedEpisode`), ``model``, ``robot``, ``state_layout``, ``workspace``,
-    ``max_ee_step``, ``action_mode``, ``task_name``.
+    ``episode`` (the :class:`~vap_env.envs.imagined_world.ImaginedEpisode`), ``world`` (its
+    :class:`~vap_env.envs.imagined_world.ImaginedWorld`), ``model``, ``robot``, ``state_layout``,
+    ``workspace``, ``max_ee_step``, ``action_mode``, ``task_name``.
 
     ## Version History
 
@@ -554,8 +123,8 @@ class WorldModelEnv(gym.Env):
         max_ee_step: float = 0.02,
         max_joint_step: float = 0.05,
     ) -> None:
-        _check_render(render_mode, render_view, self.metadata["render_modes"])
-        self.world = ImaginedWorld(
+        imagined_world.check_render(render_mode, render_view, self.metadata["render_modes"])
+        self.world = imagined_world.ImaginedWorld(
             model,
             robot,
             image_size,
@@ -580,7 +149,7 @@ class WorldModelEnv(gym.Env):
         self.workspace, self.max_ee_step, self.max_joint_step = w.workspace, w.max_ee_step, w.max_joint_step
         self.task_name, self.action_mode, self.obs_mode = w.task_name, w.action_mode, w.obs_mode
         self.image_size = w.image_size
-        self.episode: ImaginedEpisode | None = None
+        self.episode: imagined_world.ImaginedEpisode | None = None
 
     @property
     def frame(self) -> np.ndarray:
@@ -615,13 +184,7 @@ class WorldModelEnv(gym.Env):
         if world is not None:
             world.close()
 
-    def _require_episode(self) -> ImaginedEpisode:
+    def _require_episode(self) -> imagined_world.ImaginedEpisode:
         if self.episode is None:
             raise gym.error.ResetNeeded("call reset() before step(), render() or reading the frame")
         return self.episode
-
-
-def _check_render(render_mode: str | None, render_view: str, modes: list[str]) -> None:
-    if render_mode not in (None, *modes):
-        raise ValueError(f"`render_mode` must be None or one of {modes}; got {render_mode!r}")
-    _check_choices(render_view=(render_view, RENDER_VIEWS))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vap_env.evaluate.defaults import DEFAULT_POLICIES
+
 EVALUATE_DESCRIPTION = """\
 Evaluate a world model against the PyBullet simulator, in two ways.
 
@@ -71,8 +73,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Adds ``evaluate`` to the ``vap-env`` subparsers; returns its parser (handler: :func:`run_evaluate`)."""
-    from vap_env.evaluate.runner import DEFAULT_POLICIES
-
     p = subparsers.add_parser(
         "evaluate",
         help="evaluate a world model against the simulator (policies, fidelity)",

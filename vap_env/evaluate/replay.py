@@ -17,7 +17,7 @@ from gymnasium.utils import seeding
 from tqdm.auto import tqdm
 
 from vap_env.data import Episode
-from vap_env.envs.world_model_env import ImaginedWorld
+from vap_env.envs.imagined_world import ImaginedWorld
 from vap_env.evaluate.image_metrics import ssim
 from vap_env.evaluate.metrics import capped_psnr, frame_iou, horizon_mean, st_iou_curve
 from vap_env.evaluate.segmenter import RobotSegmenter

@@ -22,8 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from vap_env.data import Episode
+from vap_env.envs.imagined_world import ImaginedWorld, load_world_model
 from vap_env.envs.vector_env import WorldModelVectorEnv
-from vap_env.envs.world_model_env import ImaginedWorld, load_world_model
+from vap_env.evaluate.defaults import DEFAULT_POLICIES
 from vap_env.evaluate.metrics import mmrv, pearson, spearman
 from vap_env.evaluate.replay import Replay, aggregate_fidelity, fidelity_curves, open_loop_replays
 from vap_env.evaluate.report import write_outputs
@@ -32,15 +33,6 @@ from vap_env.model.world_model import ActionToVideoModel
 from vap_env.policies import make_policy
 from vap_env.recording import record_episode
 from vap_env.sim.registration import MAX_EPISODE_STEPS, env_id
-
-DEFAULT_POLICIES = (
-    "scripted:noise=0",
-    "scripted:noise=0.3,hesitation=0.1",
-    "scripted:noise=0.6,hesitation=0.2",
-    "scripted:noise=1.0,hesitation=0.3",
-    "random",
-)
-"""A graded family, from the clean expert down to random actions: what ranking needs."""
 
 
 @dataclass

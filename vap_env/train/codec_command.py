@@ -1,7 +1,8 @@
 """The ``vap-env train-codec`` command: train the per-frame latent codec on recorded episodes.
 
 Held-out frames come from whole held-out episodes (``--val-data``, or the last ``--val-fraction`` of the
-episodes of ``--data``), never from frames of training episodes.
+episodes of ``--data``), never from frames of training episodes. Torch and the trainer are imported inside
+the handler (the defaults come from :mod:`vap_env.train.defaults`), so ``vap-env --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from vap_env.train import defaults
 
 EPILOG = """\
 examples:
@@ -21,26 +24,77 @@ examples:
 def add_train_codec_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Registers ``train-codec``; its handler is :func:`run_train_codec`."""
     p = subparsers.add_parser(
-        "train-codec", help="train the latent codec (autoencoder) small world models work in",
+        "train-codec",
+        help="train the latent codec (autoencoder) small world models work in",
         description="Train a per-frame convolutional autoencoder on recorded frames: the codec small world "
         "models use where the full-size model uses the CogVideoX VAE. Writes the codec (config.json + "
         "safetensors, loadable with vap_env.model.codec.load_codec), metrics.csv with held-out PSNR/SSIM, "
-        "and checkpoints/ for --resume.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "and checkpoints/ for --resume.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", required=True, metavar="DIR", help="recorded episodes (`vap-env collect`)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--val-data", metavar="DIR", help="held-out episodes; default: the last episodes of --data")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="fraction of --data episodes held out when --val-data is not given; default: 0.1")
-    p.add_argument("--image-size", type=int, default=None, help="resize frames to this side (default: as recorded)")
-    p.add_argument("--steps", type=int, default=3000, help="optimizer steps; default: 3000")
-    p.add_argument("--batch-size", type=int, default=16, help="frames per step; default: 16")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate; default: 2e-3")
-    p.add_argument("--downsample", type=int, default=4, choices=[4, 8], help="spatial downsampling; default: 4")
-    p.add_argument("--latent-channels", type=int, default=8, help="channels per latent pixel; default: 8")
-    p.add_argument("--block-channels", default="16,32,64", help="channels per level; default: 16,32,64")
-    p.add_argument("--eval-every", type=int, default=250, help="steps between held-out evaluations")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--val-data", metavar="DIR", help="held-out episodes; default: the last episodes of --data"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of --data episodes held out when --val-data is not given; default: 0.1",
+    )
+    p.add_argument(
+        "--image-size", type=int, default=None, help="resize frames to this side (default: as recorded)"
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=defaults.CODEC_STEPS,
+        help=f"optimizer steps; default: {defaults.CODEC_STEPS}",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.CODEC_BATCH_SIZE,
+        help=f"frames per step; default: {defaults.CODEC_BATCH_SIZE}",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=defaults.CODEC_LR,
+        help=f"peak learning rate; default: {defaults.CODEC_LR}",
+    )
+    p.add_argument(
+        "--downsample",
+        type=int,
+        default=defaults.CODEC_DOWNSAMPLE,
+        choices=[4, 8],
+        help=f"spatial downsampling; default: {defaults.CODEC_DOWNSAMPLE}",
+    )
+    p.add_argument(
+        "--latent-channels",
+        type=int,
+        default=defaults.CODEC_LATENT_CHANNELS,
+        help=f"channels per latent pixel; default: {defaults.CODEC_LATENT_CHANNELS}",
+    )
+    block_channels = ",".join(map(str, defaults.CODEC_BLOCK_CHANNELS))
+    p.add_argument(
+        "--block-channels", default=block_channels, help=f"channels per level; default: {block_channels}"
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=defaults.CODEC_EVAL_EVERY,
+        help=f"steps between held-out evaluations; default: {defaults.CODEC_EVAL_EVERY}",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=defaults.CODEC_CHECKPOINT_EVERY,
+        help=f"steps between checkpoints; default: {defaults.CODEC_CHECKPOINT_EVERY}",
+    )
+    p.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed; default: {defaults.SEED}")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.set_defaults(func=run_train_codec)
     return p
@@ -61,10 +115,17 @@ def run_train_codec(args: argparse.Namespace) -> int:
     from vap_env.train.codec_trainer import CodecTrainConfig, train_codec
 
     config = CodecTrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every, image_size=args.image_size, downsample=args.downsample,
-        latent_channels=args.latent_channels, block_channels=tuple(int(c) for c in args.block_channels.split(",")),
-        seed=args.seed)
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        image_size=args.image_size,
+        downsample=args.downsample,
+        latent_channels=args.latent_channels,
+        block_channels=tuple(int(c) for c in args.block_channels.split(",")),
+        seed=args.seed,
+    )
     if args.val_data:
         train, n_train = _frames(args.data)
         heldout, n_val = _frames(args.val_data)
@@ -77,8 +138,11 @@ def run_train_codec(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.data} has {n} episode(s): too few to hold some out; pass --val-data DIR")
         train, n_train = _frames(args.data, list(range(n - n_val)))
         heldout, n_val = _frames(args.data, list(range(n - n_val, n)))
-    print(f"training frames: {len(train)} from {n_train} episodes; held-out frames: {len(heldout)} from {n_val} "
-          "episodes", file=sys.stderr)
+    print(
+        f"training frames: {len(train)} from {n_train} episodes; held-out frames: {len(heldout)} from {n_val} "
+        "episodes",
+        file=sys.stderr,
+    )
     result = train_codec(train, heldout, args.out, config, resume=args.resume)
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}, indent=1))
     return 0

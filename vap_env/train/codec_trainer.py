@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from vap_env.evaluate.image_metrics import masked_psnr, psnr, ssim
 from vap_env.model.codec import FrameAutoencoder, frames_to_tensor, tensor_to_frames
+from vap_env.train import defaults
 
 logger = logging.getLogger(__name__)
 
@@ -92,20 +93,20 @@ class CodecTrainConfig:
         num_threads: CPU threads per process for torch; ``None`` uses the cores divided by the processes.
     """
 
-    steps: int = 3_000
-    batch_size: int = 16
-    lr: float = 2e-3
+    steps: int = defaults.CODEC_STEPS
+    batch_size: int = defaults.CODEC_BATCH_SIZE
+    lr: float = defaults.CODEC_LR
     warmup_steps: int = 100
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
-    eval_every: int = 250
+    eval_every: int = defaults.CODEC_EVAL_EVERY
     eval_frames: int = 512
-    checkpoint_every: int = 500
+    checkpoint_every: int = defaults.CODEC_CHECKPOINT_EVERY
     checkpoints_total_limit: int | None = 2
     image_size: int | None = None
-    downsample: int = 4
-    latent_channels: int = 8
-    block_channels: tuple[int, ...] = field(default=(16, 32, 64))
+    downsample: int = defaults.CODEC_DOWNSAMPLE
+    latent_channels: int = defaults.CODEC_LATENT_CHANNELS
+    block_channels: tuple[int, ...] = defaults.CODEC_BLOCK_CHANNELS
     layers_per_block: int = 1
     norm_num_groups: int = 8
     l1_weight: float = 1.0
@@ -115,8 +116,8 @@ class CodecTrainConfig:
     foreground_weight: float = 10.0
     foreground_threshold: int = 24
     scale_frames: int = 2_048
-    seed: int = 0
-    mixed_precision: str = "no"
+    seed: int = defaults.SEED
+    mixed_precision: str = defaults.MIXED_PRECISIONS[0]
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -145,9 +146,9 @@ class CodecTrainConfig:
                 f"`image_size` must be a positive multiple of `downsample` ({self.downsample}), "
                 f"got {self.image_size}"
             )
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
+        if self.mixed_precision not in defaults.MIXED_PRECISIONS:
             raise ValueError(
-                f"`mixed_precision` must be one of 'no', 'fp16', 'bf16', got {self.mixed_precision!r}"
+                f"`mixed_precision` must be one of {list(defaults.MIXED_PRECISIONS)}, got {self.mixed_precision!r}"
             )
 
 

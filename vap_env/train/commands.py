@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vap_env.model.config import PROMPT_KINDS, WorldModelConfig
+from vap_env.train import defaults
 
 if TYPE_CHECKING:
     from vap_env.data import EpisodeDataset
@@ -38,22 +39,9 @@ examples:
   vap-env train --data data/panda_push --out runs/wm --steps 6000 --resume
 """
 
-# WorldModelTrainConfig's defaults, repeated so that building the parser imports no torch (importing the
-# trainer takes seconds); the tests check that both agree.
-TRAIN_DEFAULTS: dict[str, object] = {
-    "steps": 10_000,
-    "batch_size": 16,
-    "lr": 3e-4,
-    "eval_every": 500,
-    "checkpoint_every": 1_000,
-    "keep_checkpoints": 2,
-    "interaction_weight": 3.0,
-}
-
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Registers ``train`` on the ``vap-env`` subparsers; returns its parser (handler: :func:`run_train`)."""
-    default = TRAIN_DEFAULTS
     p = subparsers.add_parser(
         "train",
         help="train the world model on recorded episodes",
@@ -104,45 +92,45 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--steps",
         metavar="N",
         type=int,
-        default=default["steps"],
-        help=f"optimizer steps in all; default: {default['steps']}",
+        default=defaults.WORLD_MODEL_STEPS,
+        help=f"optimizer steps in all; default: {defaults.WORLD_MODEL_STEPS}",
     )
     p.add_argument(
         "--batch-size",
         metavar="N",
         type=int,
-        default=default["batch_size"],
-        help=f"clips per step and process; default: {default['batch_size']}",
+        default=defaults.WORLD_MODEL_BATCH_SIZE,
+        help=f"clips per step and process; default: {defaults.WORLD_MODEL_BATCH_SIZE}",
     )
     p.add_argument(
         "--lr",
         metavar="LR",
         type=float,
-        default=default["lr"],
-        help=f"peak AdamW learning rate (warm-up, cosine decay); default: {default['lr']}",
+        default=defaults.WORLD_MODEL_LR,
+        help=f"peak AdamW learning rate (warm-up, cosine decay); default: {defaults.WORLD_MODEL_LR}",
     )
     p.add_argument(
         "--eval-every",
         metavar="N",
         type=int,
-        default=default["eval_every"],
-        help=f"steps between held-out evaluations; default: {default['eval_every']}",
+        default=defaults.WORLD_MODEL_EVAL_EVERY,
+        help=f"steps between held-out evaluations; default: {defaults.WORLD_MODEL_EVAL_EVERY}",
     )
     p.add_argument(
         "--checkpoint-every",
         metavar="N",
         type=int,
-        default=default["checkpoint_every"],
-        help=f"steps between checkpoints (the last {default['keep_checkpoints']} are kept); "
-        f"default: {default['checkpoint_every']}",
+        default=defaults.WORLD_MODEL_CHECKPOINT_EVERY,
+        help=f"steps between checkpoints (the last {defaults.WORLD_MODEL_KEEP_CHECKPOINTS} are kept); "
+        f"default: {defaults.WORLD_MODEL_CHECKPOINT_EVERY}",
     )
     p.add_argument(
         "--interaction-weight",
         metavar="W",
         type=float,
-        default=default["interaction_weight"],
+        default=defaults.WORLD_MODEL_INTERACTION_WEIGHT,
         help="loss weight around the gripper (1 turns the amplification off); "
-        f"default: {default['interaction_weight']}",
+        f"default: {defaults.WORLD_MODEL_INTERACTION_WEIGHT}",
     )
     p.add_argument(
         "--context-frames",
@@ -165,9 +153,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument(
         "--mixed-precision",
-        choices=("no", "bf16", "fp16"),
-        default="no",
-        help="autocast precision (bf16 on recent GPUs); default: no",
+        choices=defaults.MIXED_PRECISIONS,
+        default=defaults.MIXED_PRECISIONS[0],
+        help=f"autocast precision (bf16 on recent GPUs); default: {defaults.MIXED_PRECISIONS[0]}",
     )
     p.add_argument(
         "--gradient-checkpointing",
@@ -176,12 +164,16 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument(
         "--log",
-        choices=("csv", "tensorboard"),
-        default="csv",
-        help="metrics.csv only, or TensorBoard events too (needs tensorboard); default: csv",
+        choices=defaults.LOGGERS,
+        default=defaults.LOGGERS[0],
+        help=f"metrics.csv only, or TensorBoard events too (needs tensorboard); default: {defaults.LOGGERS[0]}",
     )
     p.add_argument(
-        "--seed", metavar="N", type=int, default=0, help="seed of weights, clip order and noise; default: 0"
+        "--seed",
+        metavar="N",
+        type=int,
+        default=defaults.SEED,
+        help=f"seed of weights, clip order and noise; default: {defaults.SEED}",
     )
     p.set_defaults(func=run_train)
     return p

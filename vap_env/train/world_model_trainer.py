@@ -47,6 +47,7 @@ from vap_env.model.checkpoint import checkpoint_name, last_checkpoint, prune_che
 from vap_env.model.codec import frames_to_tensor, load_codec, tensor_to_frames
 from vap_env.model.config import WorldModelConfig
 from vap_env.model.world_model import ActionToVideoModel
+from vap_env.train import defaults
 from vap_env.train.clips import ClipConfig, ClipDataset
 
 MODEL_DIR = "model"
@@ -100,10 +101,10 @@ class WorldModelTrainConfig:
         num_workers: ``DataLoader`` worker processes (the clips are in memory: 0 is usually fastest).
     """
 
-    steps: int = 10_000
-    batch_size: int = 16
+    steps: int = defaults.WORLD_MODEL_STEPS
+    batch_size: int = defaults.WORLD_MODEL_BATCH_SIZE
     gradient_accumulation_steps: int = 1
-    lr: float = 3e-4
+    lr: float = defaults.WORLD_MODEL_LR
     weight_decay: float = 0.01
     warmup: int = 100
     lr_schedule: str = "cosine"
@@ -111,18 +112,18 @@ class WorldModelTrainConfig:
     ema: bool = False
     ema_decay: float = 0.999
     gradient_checkpointing: bool = False
-    mixed_precision: str = "no"
-    eval_every: int = 500
+    mixed_precision: str = defaults.MIXED_PRECISIONS[0]
+    eval_every: int = defaults.WORLD_MODEL_EVAL_EVERY
     eval_clips: int = 64
-    checkpoint_every: int = 1_000
-    keep_checkpoints: int | None = 2
+    checkpoint_every: int = defaults.WORLD_MODEL_CHECKPOINT_EVERY
+    keep_checkpoints: int | None = defaults.WORLD_MODEL_KEEP_CHECKPOINTS
     val_episodes: int | None = None
     val_fraction: float = 0.1
-    interaction_weight: float = 3.0
+    interaction_weight: float = defaults.WORLD_MODEL_INTERACTION_WEIGHT
     interaction_radius: float = 0.08
     log_every: int = 10
-    seed: int = 0
-    log: str = "csv"
+    seed: int = defaults.SEED
+    log: str = defaults.LOGGERS[0]
     num_workers: int = 0
 
     def __post_init__(self) -> None:
@@ -142,8 +143,11 @@ class WorldModelTrainConfig:
             raise ValueError(f"`ema_decay` must be in (0, 1), got {self.ema_decay}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"`val_fraction` must be in (0, 1), got {self.val_fraction}")
-        choices = {"lr_schedule": ("cosine", "constant"), "mixed_precision": ("no", "bf16", "fp16")}
-        choices["log"] = ("csv", "tensorboard")
+        choices = {
+            "lr_schedule": ("cosine", "constant"),
+            "mixed_precision": defaults.MIXED_PRECISIONS,
+            "log": defaults.LOGGERS,
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, got {getattr(self, name)!r}")
