@@ -18,6 +18,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+# Run as a script from benchmarks/, so the sibling benchmark is importable: one timing loop for SimEnv.
+from sim_speed import steps_per_second
+
 import vap_env  # noqa: F401  (registers the envs)
 from vap_env.envs.imagined_world import load_world_model
 from vap_env.envs.vector_env import WorldModelVectorEnv
@@ -31,22 +34,6 @@ def tiny_model(robot: str, device: str) -> ActionToVideoModel:
     torch.manual_seed(0)
     config = WorldModelConfig.tiny(robot=robot, image_size=64, patch_size=2)
     return ActionToVideoModel(config, codec=FrameAutoencoder()).to(device).eval()
-
-
-def sim_steps_per_second(robot: str, task: str, steps: int) -> float:
-    env = gym.make(env_id(robot, task), obs_mode="image", image_size=64)
-    env.action_space.seed(0)
-    env.reset(seed=0)
-    for _ in range(5):  # warm-up: first renders and IK calls
-        env.step(env.action_space.sample())
-    start = time.perf_counter()
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            env.reset()
-    elapsed = time.perf_counter() - start
-    env.close()
-    return steps / elapsed
 
 
 def imagined_steps_per_second(
@@ -106,7 +93,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model = load_world_model(args.model, args.device) if args.model else tiny_model(args.robot, args.device)
     sizes = args.num_envs or ([1, 8, 32, 128, 256] if args.device.startswith("cuda") else [1, 8, 32])
-    sim = sim_steps_per_second(args.robot, args.task, args.sim_steps)
+    sim = steps_per_second(
+        env_id(args.robot, args.task), {"obs_mode": "image", "image_size": 64}, args.sim_steps
+    )
     c = model.config
     steps = args.num_inference_steps or c.num_inference_steps
     print(
