@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -65,8 +67,11 @@ def test_from_transformer_copies_embeddings_and_first_blocks(
     assert not torch.equal(
         random.transformer_blocks[0].ff.net[2].weight, base["transformer_blocks.0.ff.net.2.weight"]
     )
-    with pytest.raises(ValueError, match=r"`num_layers` must be in \[1, 3\]"):
-        CogVideoXControlNet.from_transformer(transformer, 4, 3, spatial_stride=4, temporal_stride=1)
+    for wrong in (4, -1):
+        with pytest.raises(
+            ValueError, match=rf"`num_layers` must be in \[0, 3\] for this transformer, got {wrong}"
+        ):
+            CogVideoXControlNet.from_transformer(transformer, wrong, 3, spatial_stride=4, temporal_stride=1)
 
 
 def test_zero_initialised_controlnet_leaves_the_base_unchanged_exactly(
@@ -93,6 +98,59 @@ def test_zero_initialised_controlnet_leaves_the_base_unchanged_exactly(
         first = controlnet(**inputs, prompt_video=prompt, image_rotary_emb=rope, return_dict=False)[0]
         second = controlnet(**inputs, prompt_video=-prompt, image_rotary_emb=rope, return_dict=False)[0]
     assert (first[-1] - second[-1]).abs().max() > 1e-4
+
+
+def test_adapter_mode_holds_only_the_encoder_and_one_zero_projection(
+    transformer: ControlledCogVideoXTransformer, tmp_path: Path
+) -> None:
+    """``num_layers=0``: no copied embeddings or blocks; one residual, zero at init, needing no timestep."""
+    torch.manual_seed(2)
+    adapter = CogVideoXControlNet.from_transformer(transformer, 0, 3, spatial_stride=4, temporal_stride=1)
+    assert adapter.config.num_layers == 0 and len(adapter.transformer_blocks) == 0
+    assert len(adapter.controlnet_blocks) == 1
+    assert adapter.patch_embed is None and adapter.time_embedding is None
+    names = [name for name, _ in adapter.named_parameters()]
+    assert names and all(n.startswith(("trajectory_encoder.", "controlnet_blocks.0.")) for n in names), names
+    projection = adapter.controlnet_blocks[0]
+    assert not projection.weight.any() and not projection.bias.any()
+
+    inputs = _inputs()
+    rope = rotary_embedding(transformer.config, 32, 32, 2, torch.device("cpu"))
+    prompt = torch.rand(2, 2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        out = adapter(inputs["hidden_states"], None, None, prompt)
+        assert isinstance(out, CogVideoXControlNetOutput)
+        assert [s.shape for s in out.controlnet_block_samples] == [(2, 128, 32)]
+        alone = transformer(**inputs, image_rotary_emb=rope).sample
+        both = transformer(
+            **inputs, image_rotary_emb=rope, controlnet_block_samples=out.controlnet_block_samples
+        ).sample
+        assert torch.equal(both, alone)
+        torch.nn.init.normal_(projection.weight, std=0.02)
+        first = adapter(**inputs, prompt_video=prompt, return_dict=False)[0]
+        second = adapter(**inputs, prompt_video=-prompt, return_dict=False)[0]
+        assert len(first) == 1 and (first[0] - second[0]).abs().max() > 1e-4
+        moved = transformer(**inputs, image_rotary_emb=rope, controlnet_block_samples=first).sample
+        assert (moved - alone).abs().max() > 1e-6
+
+    # every parameter takes part in the forward (nothing unused for DDP)
+    adapter(inputs["hidden_states"], None, None, prompt).controlnet_block_samples[0].square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in adapter.parameters())
+
+    # save / load round trip
+    adapter.save_pretrained(tmp_path / "adapter")
+    loaded = CogVideoXControlNet.from_pretrained(tmp_path / "adapter")
+    assert loaded.config.num_layers == 0 and loaded.patch_embed is None
+    with torch.no_grad():
+        again = loaded(inputs["hidden_states"], None, None, prompt).controlnet_block_samples
+        expected = adapter(inputs["hidden_states"], None, None, prompt).controlnet_block_samples
+    assert torch.equal(again[0], expected[0])
+
+    with pytest.raises(ValueError, match="do not match the patch tokens"):
+        adapter(inputs["hidden_states"], None, None, torch.zeros(2, 3, 3, 32, 32))
+    full = CogVideoXControlNet.from_transformer(transformer, 1, 3, spatial_stride=4, temporal_stride=1)
+    with pytest.raises(ValueError, match="needs the timestep and the text embeddings"):
+        full(inputs["hidden_states"], inputs["encoder_hidden_states"], None, prompt)
 
 
 def test_mismatched_prompt_video_is_an_error(transformer: ControlledCogVideoXTransformer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel
+from safetensors.torch import load_file
 
 from vap_env.model.codec import FrameAutoencoder
+from vap_env.model.config import ATTACHMENT_FIELDS
 from vap_env.model.transformer import base_state_dict
 from vap_env.model.world_model import ActionToVideoModel, WorldModelConfig
 
@@ -52,8 +55,12 @@ def test_config_validation_messages() -> None:
         WorldModelConfig(stage="fit")
     with pytest.raises(ValueError, match="`state_dim` must be >= 1 for prompt 'state', got 0"):
         WorldModelConfig(prompt="state")
-    with pytest.raises(ValueError, match=r"`controlnet_layers` must be in \[1, 4\], got 5"):
+    with pytest.raises(ValueError, match=r"`controlnet_layers` must be in \[0, 4\], got 5"):
         WorldModelConfig.tiny(controlnet_layers=5)
+    with pytest.raises(ValueError, match=r"`controlnet_layers` must be in \[0, 4\], got -1"):
+        WorldModelConfig.tiny(prompt="mask", controlnet_layers=-1)
+    for prompt in ("skeleton", "depth_skeleton", "mask"):
+        assert WorldModelConfig.tiny(prompt=prompt, controlnet_layers=0).controlnet_layers == 0
     with pytest.raises(ValueError, match=r"`control_dropout` must be in \[0, 1\), got 1.0"):
         WorldModelConfig.tiny(control_dropout=1.0)
     with pytest.raises(ValueError, match="`frames_per_step` must be >= 1, got 0"):
@@ -136,6 +143,62 @@ def test_control_stage_trains_only_controlnet_and_lora(
     ]
     assert len(changed) == len(lora_before)
     assert all(block.weight.abs().max() > 0 for block in model.controlnet.controlnet_blocks)
+
+
+def test_control_stage_of_the_ablations_trains_the_right_parts(make_model: ModelFactory) -> None:
+    """LoRA only: LoRA + trajectory encoder + projection train, base frozen; ControlNet only: no LoRA."""
+    lora_only = make_model(controlnet_layers=0)
+    lora_only.set_stage("control")
+    controlnet_names = [name for name, _ in lora_only.controlnet.named_parameters()]
+    assert all(n.startswith(("trajectory_encoder.", "controlnet_blocks.0.")) for n in controlnet_names)
+    assert any(n.startswith("trajectory_encoder.") for n in controlnet_names)
+    for name, param in lora_only.named_parameters():
+        expected = name.startswith(("controlnet.", "null_text.")) or ".lora_" in name
+        assert param.requires_grad == expected, name
+    report = lora_only.trainable_parameters_report()
+    assert report["base"] == 0 and report["lora"] == 4 * 4 * 8 * (128 + 128)
+    assert report["controlnet"] == sum(p.numel() for p in lora_only.controlnet.parameters())
+
+    controlnet_only = make_model(lora_rank=0)
+    controlnet_only.set_stage("control")
+    assert not any(".lora_" in name for name, _ in controlnet_only.named_parameters())
+    for name, param in controlnet_only.named_parameters():
+        assert param.requires_grad == name.startswith(("controlnet.", "null_text.")), name
+    report = controlnet_only.trainable_parameters_report()
+    assert report["base"] == 0 and report["lora"] == 0 and report["controlnet"] > report["other"] > 0
+    assert len(controlnet_only.controlnet.transformer_blocks) == 2
+
+
+def test_lora_only_adapter_starts_as_the_base_then_learns_without_touching_it(
+    make_model: ModelFactory, make_batch: BatchFactory
+) -> None:
+    model = make_model(controlnet_layers=0, control_dropout=0.0).eval()
+    model.set_stage("control")
+    context, target, prompts = make_batch(model)
+    before = model.generate(context, prompts, generator=_seed(5))
+    adapter = model.controlnet
+    model.controlnet = None  # the base alone (its LoRA is zero at init)
+    assert torch.equal(before, model.generate(context, prompts, generator=_seed(5)))
+    model.controlnet = adapter
+    assert torch.equal(before, model.generate(context, -prompts, generator=_seed(5)))
+
+    base_before = {k: v.clone() for k, v in base_state_dict(model.transformer).items()}
+    params_before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    model.training_loss(context, target, prompts, generator=_seed(0)).backward()
+    optimizer.step()
+    model.eval()
+
+    after = model.generate(context, prompts, generator=_seed(5))
+    assert (after - before).abs().max() > 1e-4
+    assert (after - model.generate(context, -prompts, generator=_seed(5))).abs().max() > 1e-4
+    for key, value in base_state_dict(model.transformer).items():
+        assert torch.equal(value, base_before[key]), key
+    changed = {k for k, v in model.named_parameters() if not torch.equal(v, params_before[k])}
+    assert all(k.startswith(("controlnet.", "null_text.")) or ".lora_" in k for k in changed), changed
+    assert "controlnet.controlnet_blocks.0.weight" in changed
+    assert any(".lora_B" in k for k in changed)
 
 
 def test_controlnet_gets_gradient_signal(make_model: ModelFactory, make_batch: BatchFactory) -> None:
@@ -322,12 +385,16 @@ def test_latent_codec_with_two_context_frames(make_config: Callable[..., WorldMo
 # ---------------------------------------------------------------------- save / load
 
 
-@pytest.mark.parametrize("prompt", ["skeleton", "state"])
+@pytest.mark.parametrize(("prompt", "controlnet_layers"), [("skeleton", 2), ("state", 2), ("skeleton", 0)])
 def test_save_load_generate_identical(
-    prompt: str, tmp_path: Path, make_config: Callable[..., WorldModelConfig], make_batch: BatchFactory
+    prompt: str,
+    controlnet_layers: int,
+    tmp_path: Path,
+    make_config: Callable[..., WorldModelConfig],
+    make_batch: BatchFactory,
 ) -> None:
     torch.manual_seed(0)
-    config = make_config(patch_size=2, prompt=prompt, state_dim=3)
+    config = make_config(patch_size=2, prompt=prompt, state_dim=3, controlnet_layers=controlnet_layers)
     model = ActionToVideoModel(config, codec=_tiny_autoencoder()).eval()
     _perturb(model)
     model.set_stage("control")
@@ -336,6 +403,8 @@ def test_save_load_generate_identical(
     model.save_pretrained(tmp_path / "wm")
     loaded = ActionToVideoModel.from_pretrained(tmp_path / "wm").eval()
     assert loaded.config == model.config and loaded.config.stage == "control"
+    if prompt == "skeleton":
+        assert len(loaded.controlnet.transformer_blocks) == controlnet_layers
     assert loaded.trainable_parameters_report() == model.trainable_parameters_report()
     assert torch.equal(loaded.generate(context, prompts, generator=_seed(3)), expected)
     names = sorted(
@@ -378,6 +447,110 @@ def test_save_is_atomic(tmp_path: Path, make_model: ModelFactory, monkeypatch: p
         model.save_pretrained(target)
     assert (target / "extras.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wm"]
+
+
+# ---------------------------------------------------------------------- attaching to a pretrained base
+
+
+@pytest.fixture(scope="module")
+def pretrain_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved ``pretrain`` model whose base and null text moved away from their initial values."""
+    torch.manual_seed(0)
+    config = WorldModelConfig.tiny(
+        image_size=32, patch_size=4, controlnet_encoder_channels=8, stage="pretrain", control_dropout=0.0
+    )
+    model = ActionToVideoModel(config)
+    g = _seed(7)
+    with torch.no_grad():
+        for name, param in model.transformer.named_parameters():
+            if ".lora_" not in name:
+                param.add_(torch.randn(param.shape, generator=g) * 0.02)
+        model.null_text.embedding.add_(torch.randn(model.null_text.embedding.shape, generator=g))
+    path = tmp_path_factory.mktemp("pretrain") / "wm"
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "attachment",
+    [
+        {},
+        {"prompt": "state", "state_dim": 3},
+        {"prompt": "none"},
+        {"lora_rank": 0},
+        {"controlnet_layers": 0},
+        {"prompt": "mask", "prompt_channels": 1, "controlnet_layers": 1, "lora_rank": 4, "lora_alpha": 2.0},
+    ],
+    ids=["skeleton", "state", "none", "controlnet-only", "lora-only", "mask"],
+)
+def test_a_new_conditioning_on_a_pretrain_base_starts_as_the_base(
+    attachment: dict[str, object], pretrain_model: Path, make_batch: BatchFactory
+) -> None:
+    pretrained = ActionToVideoModel.from_pretrained(pretrain_model).eval()
+    config = dataclasses.replace(pretrained.config, stage="control", **attachment)
+    assert set(pretrained.config.architecture_differences(config)) <= set(ATTACHMENT_FIELDS)
+    torch.manual_seed(1)
+    model = ActionToVideoModel.from_pretrained_base(pretrain_model, config).eval()
+    assert model.config == config  # the codec fingerprint is the saved model's
+
+    # the saved base (no LoRA on disk), null text and codec
+    saved = load_file(pretrain_model / "transformer" / "diffusion_pytorch_model.safetensors")
+    base = base_state_dict(model.transformer)
+    assert base.keys() == saved.keys() and all(torch.equal(base[k], saved[k]) for k in saved)
+    assert torch.equal(model.null_text.embedding, pretrained.null_text.embedding)
+    assert model.config.codec_fingerprint == pretrained.config.codec_fingerprint
+
+    # a fresh attachment, trained in the control stage beside the frozen base
+    report = model.trainable_parameters_report()
+    assert report["base"] == 0 and (report["lora"] > 0) == (config.lora_rank > 0)
+    lora_b = [p for n, p in model.transformer.named_parameters() if ".lora_B" in n]
+    assert len(lora_b) == (4 * 4 if config.lora_rank else 0) and not any(p.any() for p in lora_b)
+    if config.prompt == "state":
+        assert model.state_embedder is not None and model.controlnet is None
+    if model.controlnet is not None:
+        assert len(model.controlnet.transformer_blocks) == config.controlnet_layers
+        for key, value in model.controlnet.state_dict().items():
+            if key.startswith("transformer_blocks."):  # copied from the trained base
+                assert torch.equal(value, saved[key]), key
+    else:
+        assert config.prompt not in ("skeleton", "mask")
+
+    # zero-initialised where it meets the base: the output is the pretrain model's
+    context, _, prompts = make_batch(model)
+    _, _, pretrain_prompts = make_batch(pretrained)
+    expected = pretrained.generate(context, pretrain_prompts, generator=_seed(3))
+    assert torch.equal(model.generate(context, prompts, generator=_seed(3)), expected)
+
+
+def test_attaching_needs_a_pretrain_model_of_the_same_architecture(
+    pretrain_model: Path, tmp_path: Path
+) -> None:
+    saved = ActionToVideoModel.from_pretrained(pretrain_model).config
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit the model in .*\(num_layers: saved 4, requested 2, controlnet_layers: saved 2, "
+        r"requested 1\); only the attachment fields",
+    ):
+        ActionToVideoModel.from_pretrained_base(
+            pretrain_model, dataclasses.replace(saved, num_layers=2, controlnet_layers=1)
+        )
+    for field, value in (("image_size", (64, 64)), ("robot", "ur5"), ("frames_per_step", 2)):
+        with pytest.raises(ValueError, match=f"does not fit the model .*{field}: saved"):
+            ActionToVideoModel.from_pretrained_base(
+                pretrain_model, dataclasses.replace(saved, **{field: value})
+            )
+
+    torch.manual_seed(0)
+    joint = ActionToVideoModel(dataclasses.replace(saved, stage="joint"))
+    joint.save_pretrained(tmp_path / "joint")
+    with pytest.raises(
+        ValueError,
+        match=r"\(prompt: saved 'skeleton', requested 'none'\): a new conditioning .* can be attached only "
+        r"to the base of a 'pretrain' model, and this one was trained in stage 'joint'",
+    ):
+        ActionToVideoModel.from_pretrained_base(tmp_path / "joint", dataclasses.replace(saved, prompt="none"))
+    with pytest.raises(ValueError, match="only to the base of a 'pretrain' model"):
+        ActionToVideoModel.from_pretrained_base(tmp_path / "joint", saved)
 
 
 @pytest.fixture(scope="module")

@@ -155,9 +155,18 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(tmp_pat
     shutil.rmtree(resumed / "checkpoints" / "step-00004")
     for name in ("config.json", "diffusion_pytorch_model.safetensors"):
         (resumed / name).unlink()
+    metrics = resumed / "metrics.csv"
+    lines = metrics.read_text().splitlines()
+    header = lines[0].split(",")
+    step_2 = lines[1].split(",")
+    step_2[header.index("elapsed_s")] = "1000.0"  # as if the first part had trained for 1000 s
+    metrics.write_text("\n".join([lines[0], ",".join(step_2), *lines[2:]]) + "\n")
     result = train_codec(train, heldout, resumed, _tiny_config(), resume=True)
     assert (result["start_step"], result["step"]) == (2, 4)
-    assert [row["step"] for row in _read_metrics(resumed)] == [2, 4]
+    rows = _read_metrics(resumed)
+    assert [row["step"] for row in rows] == [2, 4]
+    # the clock counts the whole run: the resumed part starts from the time logged at step 2
+    assert rows[0]["elapsed_s"] == 1000.0 < rows[1]["elapsed_s"] < 1000.0 + result["seconds"]
 
     a, b = full / "checkpoints" / "step-00004", resumed / "checkpoints" / "step-00004"
     optimizer_a = torch.load(a / "optimizer.bin", weights_only=False)

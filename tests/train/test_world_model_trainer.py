@@ -18,13 +18,16 @@ from vap_env.cli import build_parser
 from vap_env.model.checkpoint import module_fingerprint
 from vap_env.model.codec import FrameAutoencoder, load_codec
 from vap_env.model.config import WorldModelConfig
+from vap_env.model.transformer import base_state_dict
 from vap_env.model.world_model import ActionToVideoModel
 from vap_env.recording import collect
 from vap_env.train.clips import ClipConfig, ClipDataset
+from vap_env.train.commands import _model_config
 from vap_env.train.world_model_trainer import (
     EpochBatchSampler,
     LatentClips,
     WorldModelTrainConfig,
+    build_model,
     read_metrics,
     split_episodes,
     train_world_model,
@@ -241,6 +244,34 @@ def test_control_stage_keeps_the_pretrained_base(episodes_dir: Path, tmp_path: P
         )
 
 
+def test_build_model_attaches_a_new_conditioning_to_a_pretrain_base(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    pretrain = tiny_config(num_layers=2, controlnet_layers=1, stage="pretrain")
+    saved = ActionToVideoModel(pretrain)
+    saved.save_pretrained(tmp_path / "pre")
+    base = base_state_dict(saved.transformer)
+    for attachment in ({"prompt": "state", "state_dim": 4}, {"controlnet_layers": 0}, {"lora_rank": 0}):
+        config = dataclasses.replace(pretrain, stage="control", **attachment)
+        model = build_model(config, None, tmp_path / "pre", seed=3)
+        assert model.config == dataclasses.replace(config, codec_fingerprint=saved.config.codec_fingerprint)
+        assert all(torch.equal(v, base[k]) for k, v in base_state_dict(model.transformer).items())
+        assert model.trainable_parameters_report()["base"] == 0
+        again = build_model(config, None, tmp_path / "pre", seed=3)  # new weights are the seed's
+        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(), strict=True))
+
+    # another stage's model keeps its conditioning; the architecture never changes
+    saved.set_stage("joint")
+    saved.save_pretrained(tmp_path / "joint")
+    with pytest.raises(ValueError, match=r"\(lora_rank: saved 8, requested 0\): .* 'pretrain' model"):
+        build_model(dataclasses.replace(pretrain, lora_rank=0), None, tmp_path / "joint", seed=0)
+    with pytest.raises(
+        ValueError, match=r"\(prompt: saved 'skeleton', requested 'none', num_layers: saved 2, requested 3\)"
+    ):
+        build_model(
+            dataclasses.replace(pretrain, num_layers=3, prompt="none"), None, tmp_path / "pre", seed=0
+        )
+
+
 # ---------------------------------------------------------------------- codec
 
 
@@ -343,6 +374,10 @@ def test_cli_trains_and_writes_a_loadable_model(
         (["--stage", "control", *fresh], "stage 'control' trains a ControlNet beside a frozen base"),
         (["--init", str(tmp_path / "nowhere"), *fresh], "--init .*nowhere holds no saved world model"),
         (["--init", str(out), "--prompt", "none", *fresh], r"\(prompt: saved 'skeleton', requested 'none'\)"),
+        (
+            ["--init", str(out), "--lora-rank", "0", *fresh],
+            r"\(lora_rank: saved 8, requested 0\): a new conditioning .* 'pretrain' model",
+        ),
         (["--steps", "8"], "already holds checkpoints: resume"),
     ]
     for extra, message in cases:
@@ -352,3 +387,62 @@ def test_cli_trains_and_writes_a_loadable_model(
     with pytest.raises(SystemExit):
         _cli([*argv, "--prompt", "text"])
     assert "invalid choice: 'text'" in capsys.readouterr().err
+
+
+def test_cli_ablation_flags_and_a_new_prompt_on_a_pretrain_model(
+    episodes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def config(*extra: str, init: Path | None = None) -> WorldModelConfig:
+        argv = ["train", "--data", str(episodes_dir), "--out", str(tmp_path / "unused"), *extra]
+        return _model_config(build_parser().parse_args(argv), init)
+
+    # a new model: the tiny preset's values unless the flags say otherwise
+    assert (config().controlnet_layers, config().lora_rank) == (2, 8)
+    assert (config("--controlnet-layers", "0").controlnet_layers, config("--lora-rank", "0").lora_rank) == (
+        0,
+        0,
+    )
+    both = config("--controlnet-layers", "1", "--lora-rank", "4")
+    assert (both.controlnet_layers, both.lora_rank, both.prompt) == (1, 4, "skeleton")
+
+    # with --init: the saved model's values unless the flags say otherwise
+    torch.manual_seed(0)
+    pretrain = tiny_config(patch_size=4, num_layers=2, controlnet_layers=1, stage="pretrain")
+    ActionToVideoModel(pretrain).save_pretrained(tmp_path / "pre" / "model")
+    init = tmp_path / "pre" / "model"
+    saved = config("--stage", "control", init=init)
+    assert saved == dataclasses.replace(pretrain, stage="control", codec_fingerprint=saved.codec_fingerprint)
+    assert config("--controlnet-layers", "0", init=init).controlnet_layers == 0
+    assert config("--lora-rank", "0", init=init).lora_rank == 0
+    state = config("--stage", "control", "--prompt", "state", init=init)
+    assert state.prompt == "state" and state.state_dim > 0  # computed from the data
+
+    # training a state prompt on the pretrain model's base (make_clips checks the data's state size)
+    out = tmp_path / "state"
+    argv = ["train", "--data", str(episodes_dir), "--out", str(out), "--stage", "control", "--init"]
+    argv += [str(tmp_path / "pre"), "--prompt", "state", "--steps", "2", "--batch-size", "4"]
+    argv += ["--eval-every", "2", "--checkpoint-every", "2"]
+    assert _cli(argv) == 0, capsys.readouterr().err
+    model = ActionToVideoModel.from_pretrained(out / "model")
+    assert (model.config.prompt, model.config.stage, model.config.state_dim) == (
+        "state",
+        "control",
+        state.state_dim,
+    )
+    before = load_file(init / TRANSFORMER_WEIGHTS)
+    after = load_file(out / "model" / TRANSFORMER_WEIGHTS)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert model.state_embedder.mlp[-1].weight.abs().max() > 0  # it trained
+
+    # the LoRA-only ablation on the same base (gradient checkpointing on a ControlNet without blocks)
+    out = tmp_path / "lora-only"
+    argv = ["train", "--data", str(episodes_dir), "--out", str(out), "--stage", "control", "--init"]
+    argv += [str(init), "--controlnet-layers", "0", "--gradient-checkpointing", "--steps", "2"]
+    argv += ["--batch-size", "4", "--eval-every", "2", "--checkpoint-every", "2"]
+    assert _cli(argv) == 0, capsys.readouterr().err
+    model = ActionToVideoModel.from_pretrained(out / "model")
+    assert model.config.controlnet_layers == 0 and len(model.controlnet.transformer_blocks) == 0
+    after = load_file(out / "model" / TRANSFORMER_WEIGHTS)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.controlnet.controlnet_blocks[0].weight.abs().max() > 0
+    assert any(p.abs().max() > 0 for n, p in model.transformer.named_parameters() if ".lora_B" in n)

@@ -29,7 +29,9 @@ __all__ = [
     "SB3VecEnvAdapter",
     "WorldModelEnv",
     "WorldModelVectorEnv",
+    "DEFAULT_MODEL_DIR",
     "default_model_path",
+    "default_segmenter_path",
     "register_world_model_envs",
     "wm_env_id",
 ]
@@ -41,17 +43,35 @@ _LAZY = {
 }
 
 
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
+"""Where the shipped default lives: ``model/`` (the world model with its codec), ``segmenter/`` (the robot
+segmenter `vap-env evaluate` uses with it) and ``MODEL_CARD.md`` (data, commands, held-out metrics)."""
+
+
 def default_model_path() -> Path:
-    """The directory of the default world model (``model="default"``).
+    """The directory of the default world model (``model="default"``): the tiny Panda push model, 64x64,
+    skeleton prompts, trained by vap-env on its simulator (see ``vap_env/default_model/MODEL_CARD.md``).
 
     Raises:
-        FileNotFoundError: Always, until vap-env ships a default model; the message says how to pass one.
+        FileNotFoundError: If this installation lacks it (a build without package data); the message says
+            what to pass instead.
     """
-    raise FileNotFoundError(
-        "vap-env ships no default world model yet: pass model=DIR, a directory written by "
-        "ActionToVideoModel.save_pretrained (or the --out directory of `vap-env train`, whose model/ folder "
-        "holds it), or an ActionToVideoModel; e.g. gym.make('vap_env/PandaPush-WM-v0', model='runs/wm')"
-    )
+    path = DEFAULT_MODEL_DIR / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the default world model is missing from this installation ({path / 'config.json'} does not "
+            "exist): reinstall vap-env with its package data, or pass model=DIR, a directory written by "
+            "ActionToVideoModel.save_pretrained (or the --out directory of `vap-env train`); e.g. "
+            "gym.make('vap_env/PandaPush-WM-v0', model='runs/wm')"
+        )
+    return path
+
+
+def default_segmenter_path() -> Path | None:
+    """The robot segmenter shipped with the default model (fitted on random-camera simulator frames and the
+    codec's reconstructions of them), or ``None`` if this installation lacks it."""
+    path = DEFAULT_MODEL_DIR / "segmenter"
+    return path if (path / "segmenter.json").is_file() else None
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,7 @@ imagined | prompt) and segmenter/ (reuse it with --segmenter)."""
 
 EVALUATE_EPILOG = """\
 examples:
+  vap-env evaluate --out eval/default                      # the shipped model, 5 policies x 10 episodes
   vap-env evaluate --model runs/wm --robot panda --task push --episodes 10 --horizon 16 --out eval/wm
   vap-env evaluate --model runs/wm --policies scripted:noise=0,random --episodes 20 --out eval/two
   vap-env evaluate --model runs/wm --out eval/again --segmenter eval/wm/segmenter
@@ -44,9 +45,10 @@ the visual action prompt it was generated from. Stops at an (estimated) success 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
-        required=True,
+        default="default",
         metavar="DIR",
-        help="world model: a save_pretrained directory, a `vap-env train` output, or `default`",
+        help="world model: a save_pretrained directory, a `vap-env train` output, or `default` (the shipped "
+        "tiny Panda push model, 64x64); default: default",
     )
     p.add_argument(
         "--robot", default=None, help="robot name, checked against the model's; default: the model's"
@@ -105,8 +107,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         "--segmenter",
         default=None,
         metavar="DIR",
-        help="a fitted robot segmenter (an earlier evaluation's OUT/segmenter); default: fit one on fresh "
-        "simulator episodes (a few CPU-minutes at 64 px) and save it to OUT/segmenter",
+        help="a fitted robot segmenter (an earlier evaluation's OUT/segmenter); default: with --model default "
+        "the one shipped with it, else fit one on fresh simulator episodes (a few CPU-minutes at 64 px) and "
+        "save it to OUT/segmenter",
     )
     p.add_argument("--videos", type=int, default=2, metavar="N", help="replay videos per policy; default: 2")
     p.add_argument(

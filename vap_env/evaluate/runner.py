@@ -221,7 +221,8 @@ def evaluate(
         camera: ``"fixed"`` or ``"random"`` (a viewpoint per seed, the same in both worlds).
         num_inference_steps: Denoising steps (``None``: the model's default).
         segmenter: A fitted robot segmenter or its directory; ``None`` fits one on fresh simulator episodes
-            (other seeds) and saves it to ``out_dir/segmenter``.
+            (other seeds) and saves it to ``out_dir/segmenter`` (with ``model_dir="default"``: the segmenter
+            shipped with the default model, unless ``segmenter_config`` asks for a new fit).
         segmenter_config: How to fit it when ``segmenter`` is ``None``.
         videos_per_policy: Side-by-side replay videos written per policy.
         batch_size: Episodes imagined together.
@@ -251,6 +252,10 @@ def evaluate(
     sim_results, imagined_results, sim_episodes = _evaluate_policies(run, policies, timing)
 
     t = time.perf_counter()
+    if segmenter is None and segmenter_config is None and isinstance(model_dir, str) and model_dir == "default":
+        from vap_env.envs import default_segmenter_path
+
+        segmenter = default_segmenter_path()  # fitted with the default model's codec; None: fit one
     fitted, source = _load_segmenter(segmenter, run, segmenter_config, out_dir)
     timing["segmenter"] = time.perf_counter() - t
 

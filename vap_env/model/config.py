@@ -22,6 +22,21 @@ TRAINING_FIELDS = (
     "num_inference_steps",
     "codec_fingerprint",
 )
+# Fields of the conditioning attached to the base transformer (prompt kind, ControlNet, LoRA, state embedder).
+# A model saved in the ``pretrain`` stage trained its base without actions, so a new conditioning may be
+# attached to that base: a config that differs from the saved one in these fields (and training fields) only
+# builds a model with the saved base and a fresh attachment (:meth:`ActionToVideoModel.from_pretrained_base`).
+# Every other field still has to match, and a model of another stage refuses any change of them.
+ATTACHMENT_FIELDS = (
+    "prompt",
+    "prompt_channels",
+    "controlnet_layers",
+    "controlnet_encoder_channels",
+    "lora_rank",
+    "lora_alpha",
+    "state_dim",
+    "state_hidden_dim",
+)
 
 
 @dataclasses.dataclass
@@ -31,6 +46,16 @@ class WorldModelConfig:
     The transformer-size defaults are CogVideoX-5B's (42 blocks of 48 heads x 64, 480x720 frames);
     :meth:`ActionToVideoModel.from_cogvideox` replaces them with the checkpoint's own, and :meth:`tiny` is
     the CPU preset.
+
+    Action conditioning and its ablations (all three train in the ``control`` stage on the same frozen base,
+    e.g. one ``pretrain`` model, see :data:`ATTACHMENT_FIELDS`):
+
+    * ControlNet + LoRA (the default): ``controlnet_layers`` >= 1 copied base blocks read the prompt and feed
+      one residual per block to the base, whose attention carries a rank-``lora_rank`` LoRA;
+    * ControlNet only: ``lora_rank=0``, the base is not adapted at all;
+    * LoRA only: ``controlnet_layers=0``, no base block is copied: the trajectory encoder's prompt tokens go
+      through one zero-initialised linear projection and are added after base block 0, so the prompt still
+      reaches the model but all adaptation of the base is its LoRA.
 
     Args:
         robot: Name of the robot description the prompts are drawn for.
@@ -49,9 +74,10 @@ class WorldModelConfig:
         patch_size: Spatial patch size of the transformer on the latent grid.
         use_rotary_positional_embeddings: RoPE (else sin-cos absolute positions).
         use_learned_positional_embeddings: Learned absolute positions (CogVideoX-5B-I2V; ties the resolution).
-        controlnet_layers: Base blocks copied into the ControlNet (image prompts only).
+        controlnet_layers: Base blocks copied into the ControlNet (image prompts only); 0 copies none and
+            adds the projected prompt tokens after block 0 (the LoRA-only ablation).
         controlnet_encoder_channels: Base width of the ControlNet's trajectory encoder.
-        lora_rank: LoRA rank on the attention projections; 0 disables LoRA.
+        lora_rank: LoRA rank on the attention projections; 0 disables LoRA (the ControlNet-only ablation).
         lora_alpha: LoRA alpha (scale ``alpha / rank``).
         state_dim: Size ``D`` of a state/action vector (``state`` prompts only).
         state_hidden_dim: Hidden width of the state embedder.
@@ -127,9 +153,9 @@ class WorldModelConfig:
             raise ValueError(
                 f"`image_size` must be divisible by `patch_size` {self.patch_size}, got {self.image_size}"
             )
-        if self.prompt in IMAGE_PROMPT_KINDS and not 1 <= self.controlnet_layers <= self.num_layers:
+        if self.prompt in IMAGE_PROMPT_KINDS and not 0 <= self.controlnet_layers <= self.num_layers:
             raise ValueError(
-                f"`controlnet_layers` must be in [1, {self.num_layers}], got {self.controlnet_layers}"
+                f"`controlnet_layers` must be in [0, {self.num_layers}], got {self.controlnet_layers}"
             )
         if self.lora_rank < 0 or self.lora_alpha <= 0:
             raise ValueError(
@@ -195,10 +221,15 @@ class WorldModelConfig:
     def architecture_differences(self, other: WorldModelConfig) -> dict[str, tuple[object, object]]:
         """Fields outside :data:`TRAINING_FIELDS` that differ: ``{name: (self's value, other's value)}``.
 
-        Weights trained under one config load into a model of the other only when this is empty.
+        Weights trained under one config load into a model of the other only when this is empty; a
+        ``pretrain`` model's base also takes a config that differs in :data:`ATTACHMENT_FIELDS` only.
         """
         return {
             field.name: (getattr(self, field.name), getattr(other, field.name))
             for field in dataclasses.fields(self)
             if field.name not in TRAINING_FIELDS and getattr(self, field.name) != getattr(other, field.name)
         }
+
+    def attachment_differences(self, other: WorldModelConfig) -> dict[str, tuple[object, object]]:
+        """The :data:`ATTACHMENT_FIELDS` that differ: ``{name: (self's value, other's value)}``."""
+        return {k: v for k, v in self.architecture_differences(other).items() if k in ATTACHMENT_FIELDS}

@@ -5,7 +5,9 @@ time embeddings and of its first ``N`` blocks, plus a trajectory encoder (3D con
 action prompt video, in pixel space) whose tokens are added to the copied patch tokens; every block's
 video tokens go through a zero-initialised linear layer and become the residual that
 :class:`~vap_env.model.transformer.ControlledCogVideoXTransformer` adds after the same block of the base.
-At initialisation the residuals are exactly zero, so base + ControlNet is the base.
+At initialisation the residuals are exactly zero, so base + ControlNet is the base. With ``N = 0`` (the
+"LoRA only" ablation) it is the trajectory encoder and one zero-initialised projection alone: the prompt
+tokens become the single residual added after base block 0, and the base adapts through its LoRA only.
 
 :class:`StateEmbedding` is the ``state`` prompt kind (raw action/joint vectors added to the timestep
 embedding) and :class:`NullTextEmbedding` the learned stand-in for text when there is no text encoder.
@@ -34,7 +36,8 @@ class CogVideoXControlNetOutput(BaseOutput):
     """Output of :class:`CogVideoXControlNet`.
 
     Args:
-        controlnet_block_samples: One ``(B, F h w / p^2, inner_dim)`` residual per ControlNet block.
+        controlnet_block_samples: One ``(B, F h w / p^2, inner_dim)`` residual per ControlNet block (one in
+            all for a ControlNet of no blocks).
     """
 
     controlnet_block_samples: tuple[Tensor, ...]
@@ -121,6 +124,12 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
     The constructor takes the base transformer's own config arguments (so ``from_transformer`` can pass
     them straight through) plus the trajectory-encoder ones; build it with :meth:`from_transformer`.
 
+    With ``num_layers=0`` (adapter mode, the "LoRA only" ablation) it holds only the trajectory encoder and
+    one zero-initialised ``inner_dim -> inner_dim`` projection (``controlnet_blocks[0]``): no patch or time
+    embedding, since nothing would use them, so every parameter gets a gradient (which DDP wants). Its
+    forward returns the projected trajectory tokens as the one residual, which the base adds after block 0;
+    it reads neither the text, the timestep nor the RoPE tables.
+
     Args:
         num_attention_heads: Heads of the copied blocks.
         attention_head_dim: Channels per head.
@@ -130,7 +139,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         time_embed_dim: Width of the timestep embedding.
         ofs_embed_dim: Width of the CogVideoX 1.5 offset embedding, ``None`` without.
         text_embed_dim: Width of the text embeddings.
-        num_layers: Number of copied blocks ``N``.
+        num_layers: Number of copied blocks ``N``; 0 for adapter mode.
         dropout: Dropout of the blocks.
         attention_bias: Bias in the attention projections.
         sample_width: Latent width the base was trained at (positional embeddings).
@@ -195,36 +204,44 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         super().__init__()
         if patch_size_t is not None:
             raise ValueError(f"`patch_size_t` must be None (CogVideoX 1.0 layout), got {patch_size_t}")
+        if num_layers < 0:
+            raise ValueError(f"`num_layers` must be >= 0, got {num_layers}")
         inner_dim = num_attention_heads * attention_head_dim
+        self.inner_dim = inner_dim
+        adapter = num_layers == 0  # adapter mode builds only what its forward uses
         # 1. Embeddings, as in the base (weights copied by `from_transformer`)
-        self.patch_embed = CogVideoXPatchEmbed(
-            patch_size=patch_size,
-            in_channels=in_channels,
-            embed_dim=inner_dim,
-            text_embed_dim=text_embed_dim,
-            bias=patch_bias,
-            sample_width=sample_width,
-            sample_height=sample_height,
-            sample_frames=sample_frames,
-            temporal_compression_ratio=temporal_compression_ratio,
-            max_text_seq_length=max_text_seq_length,
-            spatial_interpolation_scale=spatial_interpolation_scale,
-            temporal_interpolation_scale=temporal_interpolation_scale,
-            use_positional_embeddings=not use_rotary_positional_embeddings,
-            use_learned_positional_embeddings=use_learned_positional_embeddings,
-        )
+        self.patch_embed = None
+        self.time_proj = self.time_embedding = self.ofs_proj = self.ofs_embedding = None
+        if not adapter:
+            self.patch_embed = CogVideoXPatchEmbed(
+                patch_size=patch_size,
+                in_channels=in_channels,
+                embed_dim=inner_dim,
+                text_embed_dim=text_embed_dim,
+                bias=patch_bias,
+                sample_width=sample_width,
+                sample_height=sample_height,
+                sample_frames=sample_frames,
+                temporal_compression_ratio=temporal_compression_ratio,
+                max_text_seq_length=max_text_seq_length,
+                spatial_interpolation_scale=spatial_interpolation_scale,
+                temporal_interpolation_scale=temporal_interpolation_scale,
+                use_positional_embeddings=not use_rotary_positional_embeddings,
+                use_learned_positional_embeddings=use_learned_positional_embeddings,
+            )
         self.embedding_dropout = nn.Dropout(dropout)
-        self.time_proj = Timesteps(inner_dim, flip_sin_to_cos, freq_shift)
-        self.time_embedding = TimestepEmbedding(inner_dim, time_embed_dim, timestep_activation_fn)
-        self.ofs_proj = Timesteps(ofs_embed_dim, flip_sin_to_cos, freq_shift) if ofs_embed_dim else None
-        self.ofs_embedding = (
-            TimestepEmbedding(ofs_embed_dim, ofs_embed_dim, timestep_activation_fn) if ofs_embed_dim else None
-        )
+        if not adapter:
+            self.time_proj = Timesteps(inner_dim, flip_sin_to_cos, freq_shift)
+            self.time_embedding = TimestepEmbedding(inner_dim, time_embed_dim, timestep_activation_fn)
+            if ofs_embed_dim:
+                self.ofs_proj = Timesteps(ofs_embed_dim, flip_sin_to_cos, freq_shift)
+                self.ofs_embedding = TimestepEmbedding(ofs_embed_dim, ofs_embed_dim, timestep_activation_fn)
         # 2. The trajectory encoder, the ControlNet's only new input path
         self.trajectory_encoder = TrajectoryEncoder(
             prompt_channels, inner_dim, spatial_stride, temporal_stride, encoder_channels
         )
-        # 3. Copies of the first blocks and their zero-initialised output projections
+        # 3. Copies of the first blocks and their zero-initialised output projections (adapter mode: one
+        # projection of the trajectory tokens)
         self.transformer_blocks = nn.ModuleList(
             [
                 CogVideoXBlock(
@@ -241,7 +258,9 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
                 for _ in range(num_layers)
             ]
         )
-        self.controlnet_blocks = nn.ModuleList([nn.Linear(inner_dim, inner_dim) for _ in range(num_layers)])
+        self.controlnet_blocks = nn.ModuleList(
+            [nn.Linear(inner_dim, inner_dim) for _ in range(max(num_layers, 1))]
+        )
         for projection in self.controlnet_blocks:
             nn.init.zeros_(projection.weight)
             nn.init.zeros_(projection.bias)
@@ -262,7 +281,8 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
 
         Args:
             transformer: The base (LoRA layers on it, if any, are not copied).
-            num_layers: Blocks to copy, at most the base's.
+            num_layers: Blocks to copy, at most the base's; 0 copies nothing (adapter mode: trajectory
+                encoder and one zero-initialised projection).
             prompt_channels: Channels of the prompt video.
             spatial_stride: Codec spatial factor x patch size.
             temporal_stride: Codec temporal factor.
@@ -272,9 +292,9 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         Returns:
             The ControlNet, on the transformer's device and dtype.
         """
-        if not 1 <= num_layers <= transformer.config.num_layers:
+        if not 0 <= num_layers <= transformer.config.num_layers:
             raise ValueError(
-                f"`num_layers` must be in [1, {transformer.config.num_layers}] for this transformer, "
+                f"`num_layers` must be in [0, {transformer.config.num_layers}] for this transformer, "
                 f"got {num_layers}"
             )
         accepted = inspect.signature(cls.__init__).parameters
@@ -287,7 +307,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
             encoder_channels=encoder_channels,
         )
         controlnet = cls(**kwargs)
-        if load_weights_from_transformer:
+        if load_weights_from_transformer and num_layers > 0:
             state = base_state_dict(transformer)
             own = controlnet.state_dict()
             copied = {k: v for k, v in state.items() if k in own and not k.startswith("transformer_blocks.")}
@@ -306,8 +326,8 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
     def forward(
         self,
         hidden_states: Tensor,
-        encoder_hidden_states: Tensor,
-        timestep: int | float | Tensor,
+        encoder_hidden_states: Tensor | None,
+        timestep: int | float | Tensor | None,
         prompt_video: Tensor,
         ofs: int | float | Tensor | None = None,
         image_rotary_emb: tuple[Tensor, Tensor] | None = None,
@@ -317,9 +337,9 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         """Computes the per-block residuals for the base transformer.
 
         Args:
-            hidden_states: ``(B, F, C_in, h, w)``, the base's input.
-            encoder_hidden_states: ``(B, L, text_embed_dim)`` text embeddings.
-            timestep: ``(B,)`` diffusion timesteps.
+            hidden_states: ``(B, F, C_in, h, w)``, the base's input (in adapter mode only its shape is read).
+            encoder_hidden_states: ``(B, L, text_embed_dim)`` text embeddings (unused in adapter mode).
+            timestep: ``(B,)`` diffusion timesteps (unused in adapter mode, where it may be ``None``).
             prompt_video: ``(B, F_p, Cp, H, W)`` prompt frames in ``[-1, 1]`` with
                 ``F_p = temporal_stride (F - 1) + 1`` and ``H = h x spatial_stride / patch_size``.
             ofs: Offset embedding input (CogVideoX 1.5 I2V only).
@@ -328,8 +348,12 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
             return_dict: Whether to return a :class:`CogVideoXControlNetOutput` instead of a tuple.
 
         Returns:
-            ``N`` residuals ``(B, F h w / p^2, inner_dim)``.
+            ``N`` residuals ``(B, F h w / p^2, inner_dim)``; one in adapter mode.
         """
+        if not self.transformer_blocks:
+            return self._adapter_forward(hidden_states, prompt_video, return_dict)
+        if timestep is None or encoder_hidden_states is None:
+            raise ValueError("a ControlNet with copied blocks needs the timestep and the text embeddings")
         # 1. Time embedding
         t_emb = self.time_proj(timestep).to(dtype=hidden_states.dtype)
         emb = self.time_embedding(t_emb)
@@ -368,6 +392,24 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         if not return_dict:
             return (tuple(samples),)
         return CogVideoXControlNetOutput(controlnet_block_samples=tuple(samples))
+
+    def _adapter_forward(
+        self, hidden_states: Tensor, prompt_video: Tensor, return_dict: bool
+    ) -> CogVideoXControlNetOutput | tuple[tuple[Tensor, ...]]:
+        """Adapter mode: the trajectory tokens through the one zero-initialised projection."""
+        batch_size, num_frames, _, height, width = hidden_states.shape
+        p = self.config.patch_size
+        expected = (batch_size, num_frames * (height // p) * (width // p), self.inner_dim)
+        trajectory = self.trajectory_encoder(prompt_video.to(hidden_states.dtype))
+        if tuple(trajectory.shape) != expected:
+            raise ValueError(
+                f"trajectory tokens {tuple(trajectory.shape)} do not match the patch tokens {expected}: "
+                "check the prompt video's frames and size"
+            )
+        samples = (self.controlnet_blocks[0](trajectory),)
+        if not return_dict:
+            return (samples,)
+        return CogVideoXControlNetOutput(controlnet_block_samples=samples)
 
 
 class StateEmbedding(nn.Module):

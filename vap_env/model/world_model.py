@@ -19,6 +19,11 @@ The config records the fingerprint of the codec
 (:func:`~vap_env.model.checkpoint.module_fingerprint`), so a saved model refuses to load with another
 codec. The config lives in :mod:`vap_env.model.config` (and is re-exported here), the file helpers in
 :mod:`vap_env.model.checkpoint`.
+
+Conditioning ablations (see :class:`WorldModelConfig`): ControlNet + LoRA (the default), ControlNet only
+(``lora_rank=0``) and LoRA only (``controlnet_layers=0``: the prompt tokens reach the base through one
+zero-initialised projection). :meth:`ActionToVideoModel.from_pretrained_base` attaches any of them, or
+another prompt kind, to the base of one saved ``pretrain`` model.
 """
 
 from __future__ import annotations
@@ -44,7 +49,13 @@ from vap_env.model.checkpoint import (
     save_weights_file,
 )
 from vap_env.model.codec import Codec, CogVideoXVAECodec, PixelCodec, load_codec
-from vap_env.model.config import IMAGE_PROMPT_KINDS, PROMPT_KINDS, STAGES, WorldModelConfig
+from vap_env.model.config import (
+    ATTACHMENT_FIELDS,
+    IMAGE_PROMPT_KINDS,
+    PROMPT_KINDS,
+    STAGES,
+    WorldModelConfig,
+)
 from vap_env.model.controlnet import CogVideoXControlNet, NullTextEmbedding, StateEmbedding
 from vap_env.model.sampler import default_scheduler, sample_latents
 from vap_env.model.transformer import (
@@ -54,7 +65,14 @@ from vap_env.model.transformer import (
     save_transformer,
 )
 
-__all__ = ["PROMPT_KINDS", "STAGES", "ActionToVideoModel", "WorldModelConfig"]
+__all__ = [
+    "ATTACHMENT_FIELDS",
+    "PROMPT_KINDS",
+    "STAGES",
+    "ActionToVideoModel",
+    "WorldModelConfig",
+    "load_config",
+]
 
 LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 LORA_WEIGHTS = "lora/pytorch_lora_weights.safetensors"
@@ -234,7 +252,8 @@ class ActionToVideoModel(nn.Module):
         after a ``pretrain`` stage has trained the base, the ``control`` stage should start from a copy of
         the trained blocks (with a new trajectory encoder and zero-initialised output projections, so that
         the model's output is unchanged), as the paper's ControlNet starts from the pretrained CogVideoX.
-        Parameters train as the current stage says.
+        With ``controlnet_layers=0`` there is nothing to copy: the trajectory encoder and its projection
+        are simply new. Parameters train as the current stage says.
         """
         if self.controlnet is None:
             raise ValueError(f"prompt kind {self.config.prompt!r} has no ControlNet to copy")
@@ -606,13 +625,7 @@ class ActionToVideoModel(nn.Module):
             ValueError: If the config is invalid or ``codec`` is not the codec the model was trained with.
         """
         directory = Path(directory)
-        config_file = directory / CONFIG_FILE
-        if not config_file.is_file():
-            raise FileNotFoundError(f"missing world-model config: {config_file} does not exist")
-        try:
-            config = WorldModelConfig.from_json(config_file.read_text())
-        except (json.JSONDecodeError, ValueError, TypeError) as error:
-            raise ValueError(f"invalid world-model config {config_file}: {error}") from error
+        config = load_config(directory)
         check_model_weights(directory / "transformer")
         transformer = ControlledCogVideoXTransformer.from_pretrained(
             directory / "transformer", torch_dtype=torch_dtype
@@ -623,18 +636,7 @@ class ActionToVideoModel(nn.Module):
             controlnet = CogVideoXControlNet.from_pretrained(
                 directory / "controlnet", torch_dtype=torch_dtype
             )
-        if codec is None:
-            codec = load_codec(directory / "codec")
-        else:
-            # models saved before the fingerprint existed: compare with the codec saved beside them
-            trained_with = config.codec_fingerprint or module_fingerprint(load_codec(directory / "codec"))
-            given = module_fingerprint(codec)
-            if given != trained_with:
-                raise ValueError(
-                    f"the world model in {directory} was trained with codec {trained_with} (saved in its "
-                    f"codec/ folder), but the codec given is {given} ({type(codec).__name__}); pass the "
-                    "codec it was trained with, or none to use the saved one"
-                )
+        codec = _saved_codec(directory, config, codec)
         scheduler = CogVideoXDDIMScheduler.from_pretrained(directory / "scheduler")
         extras = load_weights_file(directory / EXTRAS_WEIGHTS)
         model = cls(config, codec, transformer.to(device), controlnet, scheduler)
@@ -656,6 +658,78 @@ class ActionToVideoModel(nn.Module):
                 raise OSError(
                     f"{directory / LORA_WEIGHTS} holds unexpected keys {result.unexpected_keys[:5]}"
                 )
+        return model.to(device=device, dtype=torch_dtype) if torch_dtype else model.to(device)
+
+    @classmethod
+    def from_pretrained_base(
+        cls,
+        directory: str | Path,
+        config: WorldModelConfig,
+        codec: Codec | None = None,
+        torch_dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+    ) -> ActionToVideoModel:
+        """A model of ``config`` on the base of a saved ``pretrain`` model, with a fresh conditioning.
+
+        A ``pretrain`` model's base transformer learnt video continuation without actions, so any
+        conditioning can be attached to it: ``config`` may differ from the saved config in
+        :data:`~vap_env.model.config.ATTACHMENT_FIELDS` (prompt kind, ControlNet, LoRA, state embedder) and
+        in the training fields. The new model has the saved base transformer weights (``transformer/``,
+        without LoRA), null text embedding, codec and scheduler, and a fresh attachment: a ControlNet copied
+        from the trained base (as :meth:`recopy_controlnet` does), new LoRA layers and a new state embedder,
+        all zero-initialised where they meet the base, so at first its output is the pretrain model's.
+        New weights come from the global random state (seed it for reproducible weights).
+
+        Args:
+            directory: A model saved by :meth:`save_pretrained` in the ``pretrain`` stage.
+            config: The model to build; its ``stage`` sets which parameters train.
+            codec: The codec to use instead of the saved one; it must be the codec the model was trained
+                with.
+            torch_dtype: Dtype to cast the model to; float32 when ``None``.
+            device: Where to put the model.
+
+        Raises:
+            ValueError: If the configs differ in other than attachment and training fields (layers, heads,
+                image size, robot, frames, ...), if attachment fields differ and the saved model is not a
+                ``pretrain`` one, or if ``codec`` is not the model's.
+            FileNotFoundError, OSError: If a file is missing or damaged.
+        """
+        directory = Path(directory)
+        saved = load_config(directory)
+        differences = saved.architecture_differences(config)
+        listed = ", ".join(f"{k}: saved {a!r}, requested {b!r}" for k, (a, b) in differences.items())
+        fixed = [k for k in differences if k not in ATTACHMENT_FIELDS]
+        if fixed:
+            raise ValueError(
+                f"the model config does not fit the model in {directory} ({listed}); only the attachment "
+                f"fields ({', '.join(ATTACHMENT_FIELDS)}) may change, on a 'pretrain' model's base"
+            )
+        if saved.stage != "pretrain":
+            change = f" ({listed})" if listed else ""
+            raise ValueError(
+                f"the model config does not fit the model in {directory}{change}: a new conditioning (the "
+                f"attachment fields {', '.join(ATTACHMENT_FIELDS)}) can be attached only to the base of a "
+                f"'pretrain' model, and this one was trained in stage {saved.stage!r}; use a pretrain "
+                "model or the saved config"
+            )
+        config = dataclasses.replace(config, codec_fingerprint=saved.codec_fingerprint)
+        check_model_weights(directory / "transformer")
+        transformer = ControlledCogVideoXTransformer.from_pretrained(
+            directory / "transformer", torch_dtype=torch_dtype
+        )
+        codec = _saved_codec(directory, saved, codec)
+        scheduler = CogVideoXDDIMScheduler.from_pretrained(directory / "scheduler")
+        extras = load_weights_file(directory / EXTRAS_WEIGHTS)
+        if "null_text.embedding" not in extras:
+            raise OSError(f"{directory / EXTRAS_WEIGHTS} holds no null text embedding (null_text.embedding)")
+        model = cls(
+            config,
+            codec,
+            transformer.to(device),
+            None,
+            scheduler,
+            null_text_init=extras["null_text.embedding"],
+        )
         return model.to(device=device, dtype=torch_dtype) if torch_dtype else model.to(device)
 
     @classmethod
@@ -730,3 +804,35 @@ class ActionToVideoModel(nn.Module):
             )
         model = cls(config, codec, transformer.to(device), None, scheduler, null_text_init=null_text)
         return model.to(device)
+
+
+def load_config(directory: str | Path) -> WorldModelConfig:
+    """The config of a model saved by :meth:`ActionToVideoModel.save_pretrained` (its ``config.json``).
+
+    Raises:
+        FileNotFoundError: If there is no ``config.json``.
+        ValueError: If it is not a valid config.
+    """
+    config_file = Path(directory) / CONFIG_FILE
+    if not config_file.is_file():
+        raise FileNotFoundError(f"missing world-model config: {config_file} does not exist")
+    try:
+        return WorldModelConfig.from_json(config_file.read_text())
+    except (json.JSONDecodeError, ValueError, TypeError) as error:
+        raise ValueError(f"invalid world-model config {config_file}: {error}") from error
+
+
+def _saved_codec(directory: Path, config: WorldModelConfig, codec: Codec | None) -> Codec:
+    """The codec saved in ``directory/codec``, or ``codec`` after checking that it is the same one."""
+    if codec is None:
+        return load_codec(directory / "codec")
+    # models saved before the fingerprint existed: compare with the codec saved beside them
+    trained_with = config.codec_fingerprint or module_fingerprint(load_codec(directory / "codec"))
+    given = module_fingerprint(codec)
+    if given != trained_with:
+        raise ValueError(
+            f"the world model in {directory} was trained with codec {trained_with} (saved in its "
+            f"codec/ folder), but the codec given is {given} ({type(codec).__name__}); pass the "
+            "codec it was trained with, or none to use the saved one"
+        )
+    return codec

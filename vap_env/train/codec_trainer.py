@@ -293,14 +293,19 @@ def _save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, step: int, 
 class _MetricsLog:
     """Running means of the loss parts between evaluations, and the rows of ``metrics.csv``."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.begin = path, time.perf_counter()
+    def __init__(self, path: Path, offset: float = 0.0) -> None:
+        # ``offset``: training seconds before a resume, so that ``elapsed_s`` counts the whole run
+        self.path, self.begin = path, time.perf_counter() - offset
         self.sums: dict[str, float] = {}
         self.count = 0
 
     @staticmethod
-    def start(path: Path, start_step: int) -> None:
-        """Starts the file, or on resume drops the rows written after the checkpoint being resumed."""
+    def start(path: Path, start_step: int) -> float:
+        """Starts the file, or on resume drops the rows written after the checkpoint being resumed.
+
+        Returns:
+            The ``elapsed_s`` of the last row kept (0 for a new run): the training time before the resume.
+        """
         rows = []
         if start_step > 0 and path.exists():
             with path.open(newline="") as f:
@@ -309,6 +314,7 @@ class _MetricsLog:
             writer = csv.DictWriter(f, fieldnames=_METRIC_FIELDS)
             writer.writeheader()
             writer.writerows(rows)
+        return float(rows[-1]["elapsed_s"]) if rows and rows[-1].get("elapsed_s") else 0.0
 
     def add(self, values: dict[str, Tensor]) -> None:
         for k, v in values.items():
@@ -418,17 +424,17 @@ def train_codec(
     if resume and last is not None:
         accelerator.load_state(str(last))
         logger.info("resumed from %s at step %d", last, sampler.step)
-    start_step = sampler.step
+    start_step, trained_seconds = sampler.step, 0.0
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         checkpoint_dir.mkdir(exist_ok=True)
-        _MetricsLog.start(out_dir / METRICS_FILE, start_step)
+        trained_seconds = _MetricsLog.start(out_dir / METRICS_FILE, start_step)
         with open(out_dir / "codec_train_config.json", "w") as f:
             f.write(json.dumps(asdict(config), indent=2))
 
     # 3. The loop.
     unwrapped: FrameAutoencoder = accelerator.unwrap_model(model)
-    log = _MetricsLog(out_dir / METRICS_FILE)
+    log = _MetricsLog(out_dir / METRICS_FILE, trained_seconds)
     result: dict[str, float] = {"heldout_psnr": math.nan, "heldout_ssim": math.nan, "train_loss": math.nan}
     background = background.to(accelerator.device)
     progress = tqdm(

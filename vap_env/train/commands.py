@@ -26,6 +26,11 @@ base transformer video continuation without actions; `control` freezes that base
 and LoRA on the action prompts (--init a pretrain output). Held-out episodes (--val-data, or the last 10%
 of --data) give a one-step generation PSNR beside the repeat-last-frame baseline every --eval-every steps.
 
+Conditioning ablations, each trained in stage `control` from the same pretrain output: ControlNet + LoRA
+(the default), ControlNet only (--lora-rank 0) and LoRA only (--controlnet-layers 0). A pretrain model's
+base takes any conditioning: --prompt, --controlnet-layers and --lora-rank may differ from its own, and the
+control stage then starts from fresh, zero-initialised ControlNet/LoRA/state embedder on the saved base.
+
 OUT gets model/ (the final model, loadable with ActionToVideoModel.from_pretrained), checkpoints/ (for
 --resume), metrics.csv and train_config.json. The same command runs under `accelerate launch` on several
 GPUs."""
@@ -36,6 +41,9 @@ examples:
   vap-env train --data data/panda_push --codec runs/codec --out runs/wm --steps 3000 --ema
   vap-env train --data data/panda_push --out runs/pre --stage pretrain --steps 3000
   vap-env train --data data/panda_push --out runs/ctl --stage control --init runs/pre --steps 2000
+  vap-env train --data data/panda_push --out runs/lora --stage control --init runs/pre --controlnet-layers 0
+  vap-env train --data data/panda_push --out runs/cn --stage control --init runs/pre --lora-rank 0
+  vap-env train --data data/panda_push --out runs/st --stage control --init runs/pre --prompt state
   vap-env train --data data/panda_push --out runs/wm --steps 6000 --resume
 """
 
@@ -55,7 +63,26 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--prompt",
         choices=PROMPT_KINDS,
         default=None,
-        help="visual action prompt kind; default: skeleton (with --init: the saved model's)",
+        help="visual action prompt kind; default: skeleton (with --init: the saved model's; another kind "
+        "needs a pretrain model)",
+    )
+    p.add_argument(
+        "--controlnet-layers",
+        metavar="N",
+        type=int,
+        default=None,
+        help="base blocks copied into the ControlNet of image prompts; 0: the LoRA-only ablation (the "
+        "prompt's trajectory tokens reach the base through one zero-initialised projection, all adaptation "
+        "is the LoRA's); default: the preset's (with --init: the saved model's; another value needs a "
+        "pretrain model)",
+    )
+    p.add_argument(
+        "--lora-rank",
+        metavar="N",
+        type=int,
+        default=None,
+        help="rank of the LoRA on the base's attention; 0: the ControlNet-only ablation (no LoRA); "
+        "default: the preset's (with --init: the saved model's; another value needs a pretrain model)",
     )
     p.add_argument(
         "--config",
@@ -236,17 +263,25 @@ def _model_dir(path: Path) -> Path:
 
 
 def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConfig:
-    """The model config the flags ask for; with ``--init`` the saved one, with the flags that were given."""
-    from vap_env.data import EpisodeDataset
+    """The model config the flags ask for; with ``--init`` the saved one, with the flags that were given.
 
+    Attachment flags (``--prompt``, ``--controlnet-layers``, ``--lora-rank``) that differ from an ``--init``
+    model need it to be a ``pretrain`` one (:func:`~vap_env.train.world_model_trainer.build_model` checks);
+    a ``state`` prompt new to it gets the data's state size.
+    """
     given = {
         "prompt": args.prompt,
         "context_frames": args.context_frames,
         "frames_per_step": args.frames_per_step,
+        "controlnet_layers": args.controlnet_layers,
+        "lora_rank": args.lora_rank,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if init is not None:
         saved = WorldModelConfig.from_json((init / "config.json").read_text())
+        if given.get("prompt") == "state" and saved.state_dim < 1:
+            # a state prompt attached to a base that had none: its size is the data's
+            given["state_dim"] = _state_dim(_episodes(args.data))
         return dataclasses.replace(saved, stage=args.stage, **given)
     if args.config != "tiny":
         path = Path(args.config)
@@ -255,9 +290,7 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
         # a new model: a fingerprint copied from a trained model's config.json would refuse any other codec
         config = WorldModelConfig.from_json(path.read_text())
         return dataclasses.replace(config, stage=args.stage, codec_fingerprint=None, **given)
-    data = EpisodeDataset(args.data)
-    if len(data) == 0:
-        raise ValueError(f"--data {args.data} holds no episodes")
+    data = _episodes(args.data)
     given.setdefault("prompt", "skeleton")
     spatial = _codec_spatial_factor(Path(args.codec)) if args.codec else 1
     # about 8-16 tokens along each side of a frame: cheap on a CPU, fine enough for 32-64 px frames
@@ -271,6 +304,15 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
         state_dim=state_dim,
         **given,
     )
+
+
+def _episodes(data_dir: str) -> EpisodeDataset:
+    from vap_env.data import EpisodeDataset
+
+    data = EpisodeDataset(data_dir)
+    if len(data) == 0:
+        raise ValueError(f"--data {data_dir} holds no episodes")
+    return data
 
 
 def _codec_spatial_factor(codec_dir: Path) -> int:

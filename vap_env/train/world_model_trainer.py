@@ -4,8 +4,9 @@ One ``accelerate`` loop that runs unchanged under plain ``python`` (CPU or one G
 (DDP on several GPUs or nodes) and multi-process CPU runs (gloo; e.g. ``ACCELERATE_USE_CPU=1 torchrun
 --nproc_per_node 2``); only the main process writes files and evaluates. Stages as in the
 paper: ``pretrain`` (the base transformer learns video continuation, conditioning off), ``control`` (base
-frozen; ControlNet + LoRA learn the action prompts; starts from a pretrain output) and ``joint`` (everything
-from scratch, for small models).
+frozen; ControlNet + LoRA learn the action prompts; starts from a pretrain output, whose base takes any
+prompt kind and the ControlNet-only / LoRA-only ablations, see :func:`build_model`) and ``joint``
+(everything from scratch, for small models).
 
 The codec is frozen, so the latents of every training frame are computed once and kept in memory; the
 loop draws clips of cached latents, their prompts and interaction-region loss weights. Validation is on
@@ -46,7 +47,7 @@ from vap_env.evaluate.image_metrics import psnr, ssim
 from vap_env.model.checkpoint import checkpoint_name, last_checkpoint, prune_checkpoints
 from vap_env.model.codec import frames_to_tensor, load_codec, tensor_to_frames
 from vap_env.model.config import WorldModelConfig
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model.world_model import ActionToVideoModel, load_config
 from vap_env.train import defaults
 from vap_env.train.clips import ClipConfig, ClipDataset
 
@@ -347,12 +348,17 @@ def build_model(
     (:data:`~vap_env.model.config.TRAINING_FIELDS`: stage, control dropout, context noise, sampling steps);
     its architecture, robot and image size must be the saved model's. Going from a ``pretrain`` model to
     another stage re-copies the ControlNet from the pretrained base
-    (:meth:`ActionToVideoModel.recopy_controlnet`).
+    (:meth:`ActionToVideoModel.recopy_controlnet`). A ``pretrain`` model also takes a ``model_config`` that
+    differs in the attachment fields (:data:`~vap_env.model.config.ATTACHMENT_FIELDS`: prompt kind,
+    ControlNet, LoRA, state embedder): then the model is the saved base with that new, freshly initialised
+    conditioning (:meth:`ActionToVideoModel.from_pretrained_base`), which is how several conditioning
+    variants (e.g. the ControlNet-only and LoRA-only ablations) start from one pretrained base.
     New weights are drawn from ``seed`` without touching the global random state.
 
     Raises:
-        ValueError: If the stage is ``control`` without ``init_from``, the configs disagree, or the codec
-            of ``codec_dir`` is not the one ``init_from`` was trained with.
+        ValueError: If the stage is ``control`` without ``init_from``, the configs disagree (attachment
+            fields may differ only from a ``pretrain`` model), or the codec of ``codec_dir`` is not the one
+            ``init_from`` was trained with.
     """
     codec = load_codec(codec_dir) if codec_dir is not None else None
     with torch.random.fork_rng(devices=[]):
@@ -366,6 +372,9 @@ def build_model(
                     "output (its model/ directory), or train stage 'joint' from scratch"
                 )
             return ActionToVideoModel(model_config, codec)
+        if model_config is not None and load_config(init_from).attachment_differences(model_config):
+            # a new conditioning on the saved base (which refuses any other change, or a non-pretrain model)
+            return ActionToVideoModel.from_pretrained_base(init_from, model_config, codec=codec)
         model = ActionToVideoModel.from_pretrained(init_from, codec=codec)
         trained_stage = model.config.stage
         if model_config is not None:
