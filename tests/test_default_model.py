@@ -1,0 +1,62 @@
+"""The default world model shipped inside the package: present, small, loadable, and it generates frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import vap_env  # noqa: F401  (registers the env ids)
+from vap_env.envs import DEFAULT_MODEL_DIR, default_model_path, default_segmenter_path
+
+MAX_BYTES = 50 * 2**20
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_the_default_ships_in_safetensors_within_50_mb() -> None:
+    files = [p for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file()]
+    weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]
+    assert weights and all(p.suffix == ".safetensors" for p in weights)
+    assert sum(p.stat().st_size for p in files) <= MAX_BYTES
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
+    for needed in ("vap-env collect", "vap-env train-codec", "vap-env train", "held-out", "wall time"):
+        assert needed in card
+
+
+def test_default_model_loads_with_its_codec_and_segmenter() -> None:
+    from vap_env.envs.imagined_world import load_world_model
+    from vap_env.evaluate.segmenter import RobotSegmenter
+    from vap_env.model.codec import FrameAutoencoder
+
+    model = load_world_model("default")
+    assert model.config.robot == "panda" and model.config.image_size == (64, 64)
+    assert model.config.prompt == "skeleton" and model.config.stage == "control"
+    assert isinstance(model.codec, FrameAutoencoder) and model.codec.spatial_factor == 4
+    assert default_model_path() == DEFAULT_MODEL_DIR / "model"
+    segmenter = RobotSegmenter.load(default_segmenter_path())
+    assert segmenter.image_size == 64 and segmenter.info["camera"] == "random"
+
+
+def test_default_model_generates_a_frame_in_the_env(one_thread: None) -> None:
+    env = gym.make("vap_env/PandaPush-WM-v0", model="default")
+    try:
+        first, _ = env.reset(seed=3)
+        obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0, -0.5, 1.0], np.float32))
+    finally:
+        env.close()
+    assert obs.shape == first.shape == (64, 64, 3) and obs.dtype == np.uint8
+    assert np.isfinite(reward) and not truncated
+    # a generated frame, not a copy: it differs from the start frame but keeps the scene (trained model)
+    difference = np.abs(obs.astype(np.int16) - first.astype(np.int16))
+    assert difference.max() > 0
+    assert difference.mean() < 20, "a trained model keeps the scene; an untrained one would make noise"
