@@ -148,12 +148,17 @@ def test_episode_reset_from_a_recording(model: ActionToVideoModel, tmp_path: Pat
     env.close()
 
 
-def test_model_for_another_robot_or_size_is_refused(model_dir: Path) -> None:
+def test_model_for_another_robot_or_size_is_refused(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ValueError, match="trained for robot 'panda', not 'kuka_iiwa'"):
         gym.make("vap_env/KukaIiwaPush-WM-v0", model=model_dir)
+    with pytest.raises(ValueError, match="trained for robot 'panda', not 'kuka_iiwa'"):
+        gym.make("vap_env/KukaIiwaPush-WM-v0")  # the shipped default is a Panda model
     with pytest.raises(ValueError, match="makes 64x64 frames, not 32x32"):
         WorldModelEnv(model=model_dir, image_size=32)
-    with pytest.raises(FileNotFoundError, match="ships no default world model yet: pass model=DIR"):
+    monkeypatch.setattr("vap_env.envs.DEFAULT_MODEL_DIR", tmp_path / "stripped")  # an install without it
+    with pytest.raises(FileNotFoundError, match="missing from this installation .* pass model=DIR"):
         WorldModelEnv()
     with pytest.raises(FileNotFoundError, match="pass model=DIR"):
         default_model_path()
