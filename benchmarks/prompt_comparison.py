@@ -147,7 +147,8 @@ def main() -> None:
     results["baseline"], results["segmenter_ceiling"], curves = baseline
     results["curves"][BASELINE] = {k: v for k, v in curves.items() if not k.endswith("_sem")}
     results["config"] = {
-        "data": args.data, "val_data": args.val_data, "codec": args.codec or "the pretrain model's", "pretrain": str(base),
+        "data": args.data, "val_data": args.val_data, "codec": args.codec or "the pretrain model's",
+        "pretrain": str(base),
         "pretrain_steps": _trained_steps(base), "control_steps": args.steps, "horizon": args.horizon,
         "heldout_episodes": len(episodes), "camera": camera, "seed": args.seed,
         "train_seconds": {k: (None if v != v else round(v, 1)) for k, v in seconds.items()},
