@@ -63,8 +63,20 @@ def _trained_steps(out: Path) -> int:
     return int(float(lines[-1].split(",")[0])) if len(lines) > 1 else 0
 
 
+def _train_seconds(out: Path) -> float | None:
+    """Wall time of a training run (its last ``elapsed_s``; the CPU may have been shared)."""
+    path = out / "metrics.csv"
+    if not path.is_file():
+        return None
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    return round(float(lines[-1].split(",")[header.index("elapsed_s")]), 1) if len(lines) > 1 else None
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--data", required=True, help="training episodes (`vap-env collect`)")
     p.add_argument("--val-data", required=True, help="held-out episodes (other seeds and cameras)")
     p.add_argument("--codec", help="a trained codec for the pretrain stage (`vap-env train-codec`)")
@@ -72,13 +84,18 @@ def main() -> None:
     p.add_argument("--pretrain", type=Path, help="an existing pretrain run (default: train OUT/pretrain)")
     p.add_argument("--pretrain-steps", type=int, default=4000)
     p.add_argument("--steps", type=int, default=2000, help="control-stage steps of every variant")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
+    p.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS)
+    )
     p.add_argument("--horizon", type=int, default=max(REPORT_HORIZONS))
     p.add_argument("--episodes", type=int, default=None, help="held-out episodes replayed (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-only", action="store_true",
-                   help="train the variants and stop (e.g. two processes on disjoint --variants, then one "
-                   "without this flag to evaluate them all)")
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the variants and stop (e.g. two processes on disjoint --variants, then one "
+        "without this flag to evaluate them all)",
+    )
     p.add_argument("--json", type=Path, default=Path("docs/results/prompt_comparison.json"))
     p.add_argument("--plot", type=Path, default=Path("docs/images/prompt_comparison.png"))
     args = p.parse_args()
@@ -94,15 +111,14 @@ def main() -> None:
     from vap_env.evaluate.segmenter import RobotSegmenter, SegmenterConfig, fit_for_evaluation
 
     # 1-2. Training.
-    seconds: dict[str, float] = {}
     base = args.pretrain or args.out / "pretrain"
     if args.pretrain is None:
         if not args.codec:
             p.error("--codec is needed to train the pretrain stage (or pass --pretrain)")
-        seconds["pretrain"] = train(args, base, ["--stage", "pretrain", "--prompt", "none", "--config", "tiny",
+        train(args, base, ["--stage", "pretrain", "--prompt", "none", "--config", "tiny",
                                                  "--codec", args.codec], args.pretrain_steps)  # fmt: skip
     for variant in variants:
-        seconds[variant] = train(
+        train(
             args, args.out / variant, ["--stage", "control", "--init", str(base), *train_arguments(variant)],
             args.steps,
         )  # fmt: skip
@@ -142,7 +158,9 @@ def main() -> None:
             "start_matches": scored["start_matches"],
             "replay_seconds": round(time.perf_counter() - start, 1),
         }
-        results["curves"][variant] = {k: v for k, v in scored["curves"]["model"].items() if not k.endswith("_sem")}
+        results["curves"][variant] = {
+            k: v for k, v in scored["curves"]["model"].items() if not k.endswith("_sem")
+        }
         baseline = baseline or (table["baseline"], table.get("segmenter"), scored["curves"]["baseline"])
     results["baseline"], results["segmenter_ceiling"], curves = baseline
     results["curves"][BASELINE] = {k: v for k, v in curves.items() if not k.endswith("_sem")}
@@ -151,7 +169,7 @@ def main() -> None:
         "pretrain": str(base),
         "pretrain_steps": _trained_steps(base), "control_steps": args.steps, "horizon": args.horizon,
         "heldout_episodes": len(episodes), "camera": camera, "seed": args.seed,
-        "train_seconds": {k: (None if v != v else round(v, 1)) for k, v in seconds.items()},
+        "train_seconds": {v: _train_seconds(args.out / v) for v in variants} | {"pretrain": _train_seconds(base)},
         "segmenter": {k: segmenter.info.get(k) for k in ("heldout_iou", "heldout_iou_codec", "camera")},
         "command": " ".join(sys.argv),
     }  # fmt: skip

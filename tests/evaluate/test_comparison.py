@@ -76,7 +76,9 @@ def test_evaluate_variant_replays_recorded_episodes(
                "baseline": fidelity_table(curves)["baseline"],
                "curves": {"skeleton": curves["model"], BASELINE: curves["baseline"]}}  # fmt: skip
     write_results(results, tmp_path / "c.json", tmp_path / "c.png")
-    assert json.loads((tmp_path / "c.json").read_text())["baseline"]["psnr"]["1"] == pytest.approx(first, 1e-3)
+    assert json.loads((tmp_path / "c.json").read_text())["baseline"]["psnr"]["1"] == pytest.approx(
+        first, 1e-3
+    )
     assert (tmp_path / "c.png").stat().st_size > 10_000
     table = markdown_table(results).splitlines()
     assert table[0].startswith("| conditioning | PSNR h1 | PSNR h8 | PSNR h16 | SSIM h1")

@@ -22,7 +22,9 @@ HELDOUT_SEED = 300_000  # training episodes used seeds < 4000, held-out 100000-1
 def frames_and_reconstructions() -> Iterator[tuple]:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    data = collect_segmentation_frames("panda", "push", 64, episodes=8, seed=HELDOUT_SEED, camera="random", every=3)
+    data = collect_segmentation_frames(
+        "panda", "push", 64, episodes=8, seed=HELDOUT_SEED, camera="random", every=3
+    )
     codec = load_codec(DEFAULT_MODEL_DIR / "model" / "codec")
     yield data, codec_reconstructions(codec, data.frames), codec
     torch.set_num_threads(previous)
@@ -51,7 +53,9 @@ def test_the_robot_survives_the_round_trip(frames_and_reconstructions: tuple) ->
     same = frame_iou(on_recon, on_original).mean()
     truth = frame_iou(on_recon, data.robot_masks).mean()
     ceiling = frame_iou(on_original, data.robot_masks).mean()
-    print(f"robot-mask IoU: recon vs original {same:.3f}; vs simulator mask {truth:.3f} (original {ceiling:.3f})")
+    print(
+        f"robot-mask IoU: recon vs original {same:.3f}; vs simulator mask {truth:.3f} (original {ceiling:.3f})"
+    )
     # Measured: 0.953; against the simulator's mask 0.925 for the reconstruction, 0.953 for the original
     assert same >= 0.9
     # the reconstruction loses little against the simulator's own mask compared with the original frame

@@ -71,7 +71,9 @@ def fidelity_table(aggregated: dict[str, dict], horizons: Sequence[int] = REPORT
                 continue
             values = table[name]
             out[world][name] = {
-                str(h): (None if h > len(values) or not math.isfinite(values[h - 1]) else float(values[h - 1]))
+                str(h): (
+                    None if h > len(values) or not math.isfinite(values[h - 1]) else float(values[h - 1])
+                )
                 for h in horizons
             }
         if "count" in table:
@@ -153,7 +155,9 @@ def plot_comparison(results: dict[str, Any], path: Path) -> Path:
     for ax, metric, label in zip(axes, METRICS, ("PSNR (dB)", "SSIM", "robot ST-IoU", "object ST-IoU"),
                                  strict=True):  # fmt: skip
         for name, style in (*styles.items(), (BASELINE, "--")):
-            values = np.asarray([np.nan if v is None else v for v in curves.get(name, {}).get(metric, [])], float)
+            values = np.asarray(
+                [np.nan if v is None else v for v in curves.get(name, {}).get(metric, [])], float
+            )
             if values.size:
                 h = np.arange(1, values.size + 1)
                 width = 2.4 if name == "skeleton" else 1.3
