@@ -25,7 +25,7 @@ def test_latent_world_model_beats_repeat_last_frame_on_heldout(tmp_path: Path) -
                                    eval_clips=64, checkpoint_every=10**6, log_every=100)  # fmt: skip
     result = train_world_model(train, tmp_path / "run", WorldModelConfig.tiny(prompt="skeleton"), config,
                                codec_dir=DEFAULT_MODEL_DIR / "model" / "codec", val_data_dir=heldout)  # fmt: skip
-    # Measured (one torch thread, shared CPU, 17 min; 2 idle threads take about 5): held-out one-step PSNR
+    # Measured (one torch thread, shared CPU, 17 min; the whole .ci/run took 16.5 min): held-out one-step PSNR
     # 13.4 dB untrained -> 26.74 dB, against 25.12 dB for repeating the last frame; SSIM 0.894 vs 0.880.
     # After 600 steps it was still below (23.95 dB).
     assert result["baseline_psnr"] == pytest.approx(25.12, abs=0.05)
