@@ -31,6 +31,7 @@ from vap_env.evaluate.comparison import (
     BASELINE,
     REPORT_HORIZONS,
     VARIANTS,
+    camera_mode,
     evaluate_variant,
     fidelity_table,
     markdown_table,
@@ -39,38 +40,32 @@ from vap_env.evaluate.comparison import (
 )
 
 
-def train(args: argparse.Namespace, out: Path, extra: list[str], steps: int) -> float:
-    """Runs ``vap-env train`` (resuming if ``out`` holds checkpoints); returns its wall time in seconds."""
-    if (out / "model" / "config.json").is_file() and _trained_steps(out) >= steps:
+def train(args: argparse.Namespace, out: Path, extra: list[str], steps: int) -> None:
+    """Runs ``vap-env train`` (resuming if ``out`` holds checkpoints), unless ``out`` is trained already."""
+    if (out / "model" / "config.json").is_file() and _last_row(out).get("step", 0) >= steps:
         print(f"[skip] {out} is trained ({steps} steps)")
-        return float("nan")
+        return
     command = [sys.executable, "-m", "vap_env.cli", "train", "--data", args.data, "--val-data", args.val_data,
                "--out", str(out), "--steps", str(steps), "--eval-every", str(steps // 2),
                "--checkpoint-every", str(max(steps // 4, 1)), "--seed", str(args.seed), *extra]  # fmt: skip
     if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         command.append("--resume")
     print("$", " ".join(command), flush=True)
-    start = time.perf_counter()
     subprocess.run(command, check=True)
-    return time.perf_counter() - start
 
 
-def _trained_steps(out: Path) -> int:
-    path = out / "metrics.csv"
-    if not path.is_file():
-        return 0
-    lines = path.read_text().splitlines()
-    return int(float(lines[-1].split(",")[0])) if len(lines) > 1 else 0
+def _last_row(out: Path) -> dict[str, float]:
+    """The last row of a training run's ``metrics.csv`` (``{}`` if it has none)."""
+    from vap_env.train.world_model_trainer import read_metrics
+
+    rows = read_metrics(out) if (out / "metrics.csv").is_file() else []
+    return rows[-1] if rows else {}
 
 
 def _train_seconds(out: Path) -> float | None:
     """Wall time of a training run (its last ``elapsed_s``; the CPU may have been shared)."""
-    path = out / "metrics.csv"
-    if not path.is_file():
-        return None
-    lines = path.read_text().splitlines()
-    header = lines[0].split(",")
-    return round(float(lines[-1].split(",")[header.index("elapsed_s")]), 1) if len(lines) > 1 else None
+    seconds = _last_row(out).get("elapsed_s")
+    return round(seconds, 1) if seconds is not None else None
 
 
 def main() -> None:
@@ -133,7 +128,7 @@ def main() -> None:
     image_size = int(first.image_size[0])
     base_model = load_world_model(base)
     seg_dir = args.out / "segmenter"
-    camera = "fixed" if len({e.camera.extrinsics.tobytes() for e in episodes}) == 1 else "random"
+    camera = camera_mode(episodes)
     if (seg_dir / "segmenter.json").is_file():
         segmenter = RobotSegmenter.load(seg_dir)
     else:
@@ -167,7 +162,7 @@ def main() -> None:
     results["config"] = {
         "data": args.data, "val_data": args.val_data, "codec": args.codec or "the pretrain model's",
         "pretrain": str(base),
-        "pretrain_steps": _trained_steps(base), "control_steps": args.steps, "horizon": args.horizon,
+        "pretrain_steps": int(_last_row(base).get("step", 0)), "control_steps": args.steps, "horizon": args.horizon,
         "heldout_episodes": len(episodes), "camera": camera, "seed": args.seed,
         "train_seconds": {v: _train_seconds(args.out / v) for v in variants} | {"pretrain": _train_seconds(base)},
         "segmenter": {k: segmenter.info.get(k) for k in ("heldout_iou", "heldout_iou_codec", "camera")},

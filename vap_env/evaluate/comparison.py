@@ -101,7 +101,7 @@ def evaluate_variant(
     from vap_env.evaluate.replay import aggregate_fidelity, fidelity_curves, open_loop_replays
 
     first = episodes[0]
-    world = ImaginedWorld(model, robot=first.robot, task=first.task, camera=_camera_mode(episodes),
+    world = ImaginedWorld(model, robot=first.robot, task=first.task, camera=camera_mode(episodes),
                           obs_mode="image", reset_mode="sim", action_mode=first.action_mode)  # fmt: skip
     try:
         replays = open_loop_replays(world, episodes, horizon, batch_size, progress)
@@ -115,7 +115,7 @@ def evaluate_variant(
     }
 
 
-def _camera_mode(episodes: list) -> str:
+def camera_mode(episodes: list) -> str:
     """``fixed`` when every episode saw the scene from one camera, else ``random`` (a viewpoint per seed)."""
     cameras = {json.dumps(_camera_key(e.camera)) for e in episodes}
     return "fixed" if len(cameras) == 1 and len(episodes) > 1 else "random"
@@ -182,6 +182,7 @@ __all__ = [
     "METRICS",
     "REPORT_HORIZONS",
     "VARIANTS",
+    "camera_mode",
     "evaluate_variant",
     "fidelity_table",
     "markdown_table",
