@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vap_env.data import EpisodeDataset
 from vap_env.evaluate.image_metrics import psnr
 from vap_env.model.codec import FrameAutoencoder, frames_to_tensor, load_codec, tensor_to_frames
 from vap_env.train.codec_trainer import (
@@ -201,3 +202,21 @@ def test_frames_are_checked_and_resized(tmp_path: Path) -> None:
     )
     assert load_codec(tmp_path / "c").encode(frames_to_tensor(frames)[None]).shape == (1, 4, 4, 4, 4)
     assert result["step"] == 1
+
+
+def test_cli_pools_directories_and_holds_out_the_last_episodes_of_each(tmp_path: Path) -> None:
+    from vap_env.recording import collect
+    from vap_env.train.codec_command import _frames
+
+    push, reach = tmp_path / "push", tmp_path / "reach"
+    collect("panda", "push", 3, "scripted", push, image_size=16, max_steps=5, progress=False)
+    collect("panda", "reach", 2, "scripted", reach, image_size=16, max_steps=4, seed=7, progress=False)
+    frames = {d: [e.frames for e in EpisodeDataset(d)] for d in (push, reach)}
+    (train, n_train), (heldout, n_val) = _frames([str(push), str(reach)], 0.1)
+    assert (n_train, n_val) == (3, 2)  # at least one episode of each directory is held out
+    np.testing.assert_array_equal(train, np.concatenate(frames[push][:2] + frames[reach][:1]))
+    np.testing.assert_array_equal(heldout, np.concatenate(frames[push][2:] + frames[reach][1:]))
+    everything, n = _frames([str(push), str(reach)])
+    assert n == 5 and len(everything) == len(train) + len(heldout)
+    with pytest.raises(ValueError, match="reach has 2 episode"):
+        _frames([str(reach)], 0.9)

@@ -125,6 +125,38 @@ def test_held_out_episodes_are_whole_episodes(episodes_dir: Path) -> None:
         split_episodes(episodes_dir, None, WorldModelTrainConfig(val_episodes=6))
 
 
+def test_several_datasets_are_pooled_and_each_is_validated_on(
+    episodes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reach = tmp_path / "panda_reach"
+    collect("panda", "reach", 3, "scripted:noise=0.5", reach, image_size=32, seed=50, progress=False)
+    train, heldout, files = split_episodes([episodes_dir, reach], None, WorldModelTrainConfig(val_episodes=1))
+    # the last episode of each directory is held out, so both tasks are validated on
+    assert [(e.task, e.seed) for e in heldout] == [("push", 5), ("reach", 52)]
+    assert [(e.task, e.seed) for e in train] == [("push", s) for s in range(5)] + [("reach", 50), ("reach", 51)]
+    assert files["heldout"] == [f"{episodes_dir}/episode_000005.npz", f"{reach}/episode_000002.npz"]
+    train, heldout, files = split_episodes([episodes_dir, reach], [reach], WorldModelTrainConfig())
+    assert (len(train), len(heldout)) == (9, 3) and files["heldout"][0] == f"{reach}/episode_000000.npz"
+
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(episodes_dir), str(reach), "--out", str(out), "--steps", "2"]
+    argv += ["--batch-size", "8", "--eval-every", "2", "--checkpoint-every", "2"]
+    assert _cli(argv) == 0
+    run = json.loads((out / "train_config.json").read_text())
+    assert run["data_dir"] == [str(episodes_dir), str(reach)] and run["val_data_dir"] is None
+    assert sum(name.startswith(str(reach)) for name in run["episodes"]["train"]) == 2
+    length = run["model"]["context_frames"] + run["model"]["frames_per_step"]
+    pooled = split_episodes([episodes_dir, reach], None, WorldModelTrainConfig(val_episodes=1))[0]
+    assert run["clips"]["train"] == sum(len(e.frames) - length + 1 for e in pooled)  # reach clips are in
+
+    small = tmp_path / "reach_16"
+    collect("panda", "reach", 2, "scripted", small, image_size=16, progress=False)
+    argv = ["train", "--data", str(episodes_dir), str(small), "--out", str(tmp_path / "mixed"), "--steps", "2"]
+    assert _cli(argv) == 2
+    error = capsys.readouterr().err
+    assert re.search(r"the data in .*panda_push, .*reach_16 is panda at 16x16, panda at 32x32", error), error
+
+
 # ---------------------------------------------------------------------- learning
 
 
@@ -366,7 +398,7 @@ def test_cli_trains_and_writes_a_loadable_model(
     config_file.write_text(WorldModelConfig.tiny(patch_size=4).to_json())
     fresh = ["--out", str(tmp_path / "fresh")]  # the last --out wins
     cases = [
-        (["--data", str(tmp_path / "nowhere"), *fresh], "--data .*nowhere does not exist"),
+        (["--data", str(tmp_path / "nowhere"), *fresh], "dataset directory .*nowhere does not exist"),
         (
             ["--config", str(config_file), *fresh],
             "the data in .* is panda at 32x32, but the model is for panda at 64x64",

@@ -33,16 +33,25 @@ def add_train_codec_parser(subparsers: argparse._SubParsersAction) -> argparse.A
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, metavar="DIR", help="recorded episodes (`vap-env collect`)")
+    p.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        metavar="DIR",
+        help="recorded episodes (`vap-env collect`); several directories are pooled, e.g. one per task",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
-        "--val-data", metavar="DIR", help="held-out episodes; default: the last episodes of --data"
+        "--val-data",
+        nargs="+",
+        metavar="DIR",
+        help="held-out episodes, one or more directories; default: the last episodes of each --data directory",
     )
     p.add_argument(
         "--val-fraction",
         type=float,
         default=0.1,
-        help="fraction of --data episodes held out when --val-data is not given; default: 0.1",
+        help="fraction of each --data directory's episodes held out when --val-data is not given; default: 0.1",
     )
     p.add_argument(
         "--image-size", type=int, default=None, help="resize frames to this side (default: as recorded)"
@@ -100,18 +109,28 @@ def add_train_codec_parser(subparsers: argparse._SubParsersAction) -> argparse.A
     return p
 
 
-def _frames(path: str, episodes: list[int] | None = None):
+def _frames(paths: list[str], val_fraction: float | None = None):
+    """Frames of the episodes in ``paths``, pooled: ``(frames, episodes)``; with ``val_fraction``, the
+    ``(train, heldout)`` split of each directory's episodes (its last ones held out) as two such pairs."""
     import numpy as np
 
     from vap_env.data import EpisodeDataset
 
-    ds = EpisodeDataset(path)
-    idx = range(len(ds)) if episodes is None else episodes
-    return np.concatenate([ds[i].frames for i in idx]), len(idx)
+    train, heldout = ([], 0), ([], 0)
+    for path in paths:
+        ds = EpisodeDataset(path)
+        n_val = 0 if val_fraction is None else max(1, int(round(len(ds) * val_fraction)))
+        if len(ds) - n_val < 1:
+            raise ValueError(
+                f"{path} has {len(ds)} episode(s): too few to hold some out; pass --val-data DIR"
+            )
+        train = (train[0] + [ds[i].frames for i in range(len(ds) - n_val)], train[1] + len(ds) - n_val)
+        heldout = (heldout[0] + [ds[i].frames for i in range(len(ds) - n_val, len(ds))], heldout[1] + n_val)
+    pooled = [(np.concatenate(f) if f else None, n) for f, n in (train, heldout)]
+    return pooled[0] if val_fraction is None else pooled
 
 
 def run_train_codec(args: argparse.Namespace) -> int:
-    from vap_env.data import EpisodeDataset
     from vap_env.train.codec_trainer import CodecTrainConfig, train_codec
 
     config = CodecTrainConfig(
@@ -132,12 +151,7 @@ def run_train_codec(args: argparse.Namespace) -> int:
     else:
         if not 0 < args.val_fraction < 1:
             raise ValueError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-        n = len(EpisodeDataset(args.data))
-        n_val = max(1, int(round(n * args.val_fraction)))
-        if n - n_val < 1:
-            raise ValueError(f"{args.data} has {n} episode(s): too few to hold some out; pass --val-data DIR")
-        train, n_train = _frames(args.data, list(range(n - n_val)))
-        heldout, n_val = _frames(args.data, list(range(n - n_val, n)))
+        (train, n_train), (heldout, n_val) = _frames(args.data, args.val_fraction)
     print(
         f"training frames: {len(train)} from {n_train} episodes; held-out frames: {len(heldout)} from {n_val} "
         "episodes",

@@ -23,8 +23,9 @@ Train the action-to-video world model on recorded episodes (`vap-env collect`).
 
 Stages, as in the paper: `joint` trains everything from scratch (small models); `pretrain` teaches the
 base transformer video continuation without actions; `control` freezes that base and trains the ControlNet
-and LoRA on the action prompts (--init a pretrain output). Held-out episodes (--val-data, or the last 10%
-of --data) give a one-step generation PSNR beside the repeat-last-frame baseline every --eval-every steps.
+and LoRA on the action prompts (--init a pretrain output). Several --data directories (e.g. one per task)
+are pooled. Held-out episodes (--val-data, or the last 10% of each --data directory) give a one-step
+generation PSNR beside the repeat-last-frame baseline every --eval-every steps.
 
 Conditioning ablations, each trained in stage `control` from the same pretrain output: ControlNet + LoRA
 (the default), ControlNet only (--lora-rank 0) and LoRA only (--controlnet-layers 0). A pretrain model's
@@ -45,6 +46,7 @@ examples:
   vap-env train --data data/panda_push --out runs/cn --stage control --init runs/pre --lora-rank 0
   vap-env train --data data/panda_push --out runs/st --stage control --init runs/pre --prompt state
   vap-env train --data data/panda_push --out runs/wm --steps 6000 --resume
+  vap-env train --data data/panda_push data/panda_reach --out runs/ctl2 --stage control --init runs/ctl
 """
 
 
@@ -57,7 +59,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, metavar="DIR", help="recorded episodes (from `vap-env collect`)")
+    p.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        metavar="DIR",
+        help="recorded episodes (from `vap-env collect`); several directories are pooled, e.g. one per task",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--prompt",
@@ -107,8 +115,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument(
         "--val-data",
+        nargs="+",
         metavar="DIR",
-        help="held-out episodes; default: the last 10%% of --data's episodes (at least one)",
+        help="held-out episodes, one or more directories; default: the last 10%% of the episodes of each "
+        "--data directory (at least one)",
     )
     p.add_argument(
         "--resume",
@@ -211,8 +221,9 @@ def run_train(args: argparse.Namespace) -> int:
     from vap_env.train.world_model_trainer import WorldModelTrainConfig, train_world_model
 
     try:
-        if not Path(args.data).is_dir():
-            raise FileNotFoundError(f"--data {args.data} does not exist")
+        for data_dir in args.data + (args.val_data or []):
+            if not Path(data_dir).is_dir():
+                raise FileNotFoundError(f"dataset directory {data_dir} does not exist")
         init = _model_dir(Path(args.init)) if args.init else None
         model_config = _model_config(args, init)
         train_config = WorldModelTrainConfig(
@@ -281,7 +292,7 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
         saved = WorldModelConfig.from_json((init / "config.json").read_text())
         if given.get("prompt") == "state" and saved.state_dim < 1:
             # a state prompt attached to a base that had none: its size is the data's
-            given["state_dim"] = _state_dim(_episodes(args.data))
+            given["state_dim"] = _state_dim(_episodes(args.data[0]))
         return dataclasses.replace(saved, stage=args.stage, **given)
     if args.config != "tiny":
         path = Path(args.config)
@@ -290,7 +301,7 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
         # a new model: a fingerprint copied from a trained model's config.json would refuse any other codec
         config = WorldModelConfig.from_json(path.read_text())
         return dataclasses.replace(config, stage=args.stage, codec_fingerprint=None, **given)
-    data = _episodes(args.data)
+    data = _episodes(args.data[0])  # the trainer checks that every directory fits the model
     given.setdefault("prompt", "skeleton")
     spatial = _codec_spatial_factor(Path(args.codec)) if args.codec else 1
     # about 8-16 tokens along each side of a frame: cheap on a CPU, fine enough for 32-64 px frames

@@ -32,7 +32,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -158,37 +158,63 @@ class WorldModelTrainConfig:
 # ---------------------------------------------------------------------- data
 
 
+def _dirs(value: str | Path | Sequence[str | Path] | None) -> list[Path] | None:
+    """One directory or several, as a list of paths (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    return [Path(value)] if isinstance(value, (str, Path)) else [Path(v) for v in value]
+
+
 def split_episodes(
-    data_dir: Path, val_data_dir: Path | None, config: WorldModelTrainConfig
+    data_dirs: Path | Sequence[Path],
+    val_data_dirs: Path | Sequence[Path] | None,
+    config: WorldModelTrainConfig,
 ) -> tuple[list[Episode], list[Episode], dict[str, list[str]]]:
     """Loads the training and held-out episodes; held-out ones are whole episodes, never frames of others.
 
+    Several training directories (e.g. one per task) are pooled. Without validation directories, the last
+    episodes of *each* training directory are held out (``val_episodes`` or ``val_fraction`` of each), so
+    every task of a mixed set is validated on.
+
     Returns:
-        ``(train, heldout, files)`` where ``files`` names the episode files of each part.
+        ``(train, heldout, files)`` where ``files`` names the episode files of each part: bare file names
+        for a single training directory, ``DIR/file`` for several and for validation directories.
 
     Raises:
-        ValueError: If a directory is not a dataset, or too few episodes are left to train on.
+        ValueError: If a directory is not a dataset or holds no episodes, or too few episodes are left to
+            train on.
     """
-    data = EpisodeDataset(data_dir)
-    names = [entry["file"] for entry in data.episodes]
-    if val_data_dir is not None:
-        heldout_data = EpisodeDataset(val_data_dir)
+    data_dirs, val_data_dirs = _dirs(data_dirs), _dirs(val_data_dirs)
+    if not data_dirs:
+        raise ValueError("no training data directory given")
+    train, heldout, train_names, heldout_names = [], [], [], []
+    for data_dir in data_dirs:
+        data = EpisodeDataset(data_dir)
+        if len(data) == 0:
+            raise ValueError(f"dataset {data_dir} holds no episodes; record some with `vap-env collect`")
+        names = [
+            entry["file"] if len(data_dirs) == 1 else f"{data_dir}/{entry['file']}" for entry in data.episodes
+        ]
+        keep = len(data)
+        if val_data_dirs is None:
+            count = config.val_episodes or max(1, round(config.val_fraction * len(data)))
+            if len(data) - count < 1:
+                raise ValueError(
+                    f"{data_dir} holds {len(data)} episodes: holding out {count} leaves none to train on; "
+                    "record more or pass a separate validation directory"
+                )
+            keep = len(data) - count
+            heldout += [data[i] for i in range(keep, len(data))]
+            heldout_names += names[keep:]
+        train += [data[i] for i in range(keep)]
+        train_names += names[:keep]
+    for val_dir in val_data_dirs or []:
+        heldout_data = EpisodeDataset(val_dir)
         if len(heldout_data) == 0:
-            raise ValueError(f"validation dataset {val_data_dir} holds no episodes")
-        train_idx, heldout = list(range(len(data))), list(heldout_data)
-        heldout_names = [f"{val_data_dir}/{entry['file']}" for entry in heldout_data.episodes]
-    else:
-        count = config.val_episodes or max(1, round(config.val_fraction * len(data)))
-        if len(data) - count < 1:
-            raise ValueError(
-                f"{data_dir} holds {len(data)} episodes: holding out {count} leaves none to train on; "
-                "record more or pass a separate validation directory"
-            )
-        train_idx = list(range(len(data) - count))
-        heldout = [data[i] for i in range(len(data) - count, len(data))]
-        heldout_names = names[len(data) - count :]
-    train = [data[i] for i in train_idx]
-    return train, heldout, {"train": [names[i] for i in train_idx], "heldout": heldout_names}
+            raise ValueError(f"validation dataset {val_dir} holds no episodes")
+        heldout += list(heldout_data)
+        heldout_names += [f"{val_dir}/{entry['file']}" for entry in heldout_data.episodes]
+    return train, heldout, {"train": train_names, "heldout": heldout_names}
 
 
 def check_data_fits(config: WorldModelConfig, episodes: list[Episode], where: str) -> None:
@@ -507,19 +533,20 @@ def _fixed_noise_loss(model: ActionToVideoModel, clips: dict[str, Tensor], batch
 
 
 def train_world_model(
-    data_dir: str | Path,
+    data_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     model_config: WorldModelConfig | None,
     train_config: WorldModelTrainConfig | None = None,
     codec_dir: str | Path | None = None,
     init_from: str | Path | None = None,
-    val_data_dir: str | Path | None = None,
+    val_data_dir: str | Path | Sequence[str | Path] | None = None,
     resume: bool = False,
 ) -> dict[str, object]:
     """Trains the world model on recorded episodes and writes it to ``out_dir/model``.
 
     Args:
-        data_dir: Recorded episodes (``vap-env collect``).
+        data_dir: Recorded episodes (``vap-env collect``): one directory, or several to pool (e.g. one per
+            task; all of the model's robot and image size).
         out_dir: Output directory (see the module docstring for its layout).
         model_config: The model to train; its ``stage`` is the training stage. With ``init_from`` it may be
             ``None`` (the saved config, stage included) or differ only in training fields.
@@ -528,7 +555,8 @@ def train_world_model(
             must be the codec that model was trained with. ``None``: the ``init_from`` model's codec, or a
             pixel codec for a new model.
         init_from: A saved model (``save_pretrained`` directory) to start from; required for ``control``.
-        val_data_dir: Held-out episodes; ``None`` holds out the last episodes of ``data_dir``.
+        val_data_dir: Held-out episodes, one directory or several; ``None`` holds out the last episodes of
+            each ``data_dir``.
         resume: Continue from the last checkpoint in ``out_dir`` at its step, with its weights, optimizer,
             schedule and EMA (clip order and noise are functions of the step); without one, start afresh.
 
@@ -552,12 +580,11 @@ def train_world_model(
         )
     if config.log == "tensorboard":
         _require_tensorboard()
-    codec_dir, init_from, val_data_dir = (
-        Path(p) if p is not None else None for p in (codec_dir, init_from, val_data_dir)
-    )
+    codec_dir, init_from = (Path(p) if p is not None else None for p in (codec_dir, init_from))
+    data_dirs, val_data_dirs = _dirs(data_dir), _dirs(val_data_dir)
 
     # Data and model are identical on every process: the weights are seeded, the latent cache deterministic.
-    train_episodes, heldout_episodes, files = split_episodes(Path(data_dir), val_data_dir, config)
+    train_episodes, heldout_episodes, files = split_episodes(data_dirs, val_data_dirs, config)
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -567,7 +594,7 @@ def train_world_model(
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     model = build_model(model_config, codec_dir, init_from, config.seed)
-    where = (str(data_dir), str(val_data_dir or data_dir))
+    where = (", ".join(map(str, data_dirs)), ", ".join(map(str, val_data_dirs or data_dirs)))
     train_clips, heldout_clips = make_clips(model.config, config, train_episodes, heldout_episodes, where)
     model.to(accelerator.device)
     if config.gradient_checkpointing:
@@ -587,8 +614,10 @@ def train_world_model(
             out_dir / RUN_FILE,
             train=config,
             model=model.config,
-            data_dir=data_dir,
-            val_data_dir=val_data_dir,
+            data_dir=data_dirs if len(data_dirs) > 1 else data_dirs[0],
+            val_data_dir=val_data_dirs
+            if val_data_dirs is None or len(val_data_dirs) > 1
+            else val_data_dirs[0],
             codec_dir=codec_dir,
             init_from=init_from,
             episodes=files,
@@ -857,6 +886,8 @@ def _write_run_file(path: Path, **values: object) -> None:
     def plain(value: object) -> object:
         if dataclasses.is_dataclass(value):
             return dataclasses.asdict(value)
+        if isinstance(value, list):
+            return [plain(v) for v in value]
         return str(value) if isinstance(value, Path) else value
 
     path.write_text(json.dumps({k: plain(v) for k, v in values.items()}, indent=2))
