@@ -1,0 +1,87 @@
+"""Open-loop fidelity of trained world models on held-out datasets, one table per dataset (e.g. per task).
+
+Each model replays every held-out episode's actions open loop from its first frame (never seeing another
+simulator frame); PSNR, SSIM, robot-mask ST-IoU (the shipped segmenter, or ``--segmenter``) and, for push,
+cube-mask ST-IoU are scored at each horizon against the simulator, beside the trivial baseline that repeats
+the first frame. The scoring is the prompt-kind comparison's (``vap_env.evaluate.comparison``).
+
+Run (the default model's per-task figures in its model card; about 10 minutes on a 2-core CPU)::
+
+    python benchmarks/heldout_fidelity.py --models default runs/default_push_only \\
+        --data data/panda_push_heldout data/panda_reach_heldout --json docs/results/default_model_heldout.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vap_env.data import EpisodeDataset
+from vap_env.envs import default_model_path, default_segmenter_path
+from vap_env.envs.imagined_world import load_world_model
+from vap_env.evaluate.comparison import BASELINE, METRICS, evaluate_variant, fidelity_table
+from vap_env.evaluate.report import _fmt, write_json
+from vap_env.evaluate.segmenter import RobotSegmenter
+
+HORIZONS = (1, 4, 8, 16)
+LABELS = {"psnr": "PSNR", "ssim": "SSIM", "robot_st_iou": "robot ST-IoU", "object_st_iou": "object ST-IoU"}
+
+
+def markdown(results: dict) -> str:
+    """One table per dataset: a row per model and the baseline, metric@horizon columns."""
+    lines = []
+    for name, part in results["datasets"].items():
+        metrics = [m for m in METRICS if m in part[BASELINE]]
+        lines += [f"{name} ({part['episodes']} episodes, task {part['task']})", ""]
+        header = [f"{LABELS[m]} h{h}" for m in metrics for h in HORIZONS]
+        lines += ["| model | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+        for row in (*results["models"], BASELINE):
+            table = part[row] if row == BASELINE else part["models"][row]
+            cells = [_fmt(table[m][str(h)]) for m in metrics for h in HORIZONS]
+            lines.append(f"| `{row}` | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["default"],
+                   help="saved models (`default`, a model/ folder or a `vap-env train` OUT); default: default")
+    p.add_argument("--data", nargs="+", required=True, type=Path, help="held-out datasets (`vap-env collect`)")
+    p.add_argument("--segmenter", type=Path, help="robot segmenter directory; default: the shipped one")
+    p.add_argument("--json", type=Path, required=True, help="where the figures go")
+    p.add_argument("--episodes", type=int, help="only the first N episodes of each dataset; default: all")
+    p.add_argument("--seed", type=int, default=0, help="sampling noise seed; default: 0")
+    args = p.parse_args()  # fmt: skip
+
+    segmenter = RobotSegmenter.load(args.segmenter or default_segmenter_path())
+    models = {name: load_world_model(name) for name in args.models}
+    results: dict = {"models": {}, "datasets": {}, "horizons": list(HORIZONS)}
+    for name in args.models:
+        path = default_model_path() if name == "default" else Path(name)
+        results["models"][name] = str(path)
+    for data_dir in args.data:
+        dataset = EpisodeDataset(data_dir)
+        episodes = [dataset[i] for i in range(min(len(dataset), args.episodes or len(dataset)))]
+        part: dict = {"task": episodes[0].task, "episodes": len(episodes), "models": {}, "seconds": {}}
+        for name, model in models.items():
+            torch.manual_seed(args.seed)
+            start = time.perf_counter()
+            scored = evaluate_variant(model, episodes, segmenter, max(HORIZONS), progress=True)
+            table = fidelity_table(scored["curves"], HORIZONS)
+            part["models"][name] = table["model"]
+            part[BASELINE] = table["baseline"]
+            part["seconds"][name] = round(time.perf_counter() - start, 1)
+        results["datasets"][str(data_dir)] = part
+    results["command"] = " ".join(["python", *sys.argv])
+    write_json(args.json, results)
+    print(markdown(results))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
