@@ -1,7 +1,8 @@
 """The README's animation: simulated and imagined rollouts side by side, for a few held-out seeds.
 
-Each row replays one simulator episode of the push expert open loop in imagination (the world model sees
-only the first frame and the episode's actions): simulator | imagined | visual action prompt.
+Each row replays one simulator episode of a push (then a reach) policy open loop in imagination (the world
+model sees only the first frame and the episode's actions): simulator | imagined | visual action prompt.
+A row whose episode ends early (the reach goal is hit) holds its last frame.
 
 Run: ``python examples/readme_gif.py --out docs/images/imagined_vs_simulated.gif`` (about a minute on a
 2-core CPU with the shipped default model).
@@ -19,7 +20,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default", help="world model directory or `default`")
     p.add_argument("--out", type=Path, default=Path("docs/images/imagined_vs_simulated.gif"))
-    p.add_argument("--seeds", default="200000,200001,200002", help="comma-separated held-out reset seeds")
+    p.add_argument("--seeds", default="200000,200001,200002", help="comma-separated held-out push seeds")
+    p.add_argument("--reach-seeds", default="210000", help="comma-separated held-out reach seeds ('' for none)")
     p.add_argument("--policy", default="scripted:noise=0.3,hesitation=0.1")
     p.add_argument("--camera", default="random", choices=("fixed", "random"))
     p.add_argument("--steps", type=int, default=24, help="steps replayed per episode")
@@ -41,21 +43,24 @@ def main() -> None:
     torch.manual_seed(0)
     model = load_world_model(args.model)
     size = int(model.config.image_size[0])
-    seeds = [int(s) for s in args.seeds.split(",")]
-    sim = gym.make(env_id(model.config.robot, "push"), obs_mode="both", image_size=size, camera=args.camera,
-                   max_episode_steps=args.steps)  # fmt: skip
-    try:
-        _, episodes = run_sim(sim, args.policy, seeds, args.steps, progress=False)
-    finally:
-        sim.close()
-    world = ImaginedWorld(model, task="push", camera=args.camera, obs_mode="image", reset_mode="sim")
-    try:
-        replays = open_loop_replays(world, episodes, args.steps)
-    finally:
-        world.close()
-    rows = [replay_frames(r) for r in replays]
-    length = min(len(r) for r in rows)
-    frames = [np.concatenate([r[t] for r in rows], axis=0) for t in range(length)]
+    rows = []
+    for task, seeds in (("push", args.seeds), ("reach", args.reach_seeds)):
+        seeds = [int(s) for s in seeds.split(",") if s.strip()]
+        if not seeds:
+            continue
+        sim = gym.make(env_id(model.config.robot, task), obs_mode="both", image_size=size, camera=args.camera,
+                       max_episode_steps=args.steps)  # fmt: skip
+        try:
+            _, episodes = run_sim(sim, args.policy, seeds, args.steps, progress=False)
+        finally:
+            sim.close()
+        world = ImaginedWorld(model, task=task, camera=args.camera, obs_mode="image", reset_mode="sim")
+        try:
+            rows += [replay_frames(r) for r in open_loop_replays(world, episodes, args.steps)]
+        finally:
+            world.close()
+    length = max(len(r) for r in rows)
+    frames = [np.concatenate([r[min(t, len(r) - 1)] for r in rows], axis=0) for t in range(length)]
     factor = args.side / rows[0][0].shape[0]  # replay_frames upscales each panel for video; shrink it
     if factor < 1:
         import cv2

@@ -29,7 +29,7 @@ def test_the_default_ships_in_safetensors_within_50_mb() -> None:
     assert weights and all(p.suffix == ".safetensors" for p in weights)
     assert sum(p.stat().st_size for p in files) <= MAX_BYTES
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
-    for needed in ("vap-env collect", "vap-env train-codec", "vap-env train", "held-out", "wall time"):
+    for needed in ("vap-env collect", "vap-env train-codec", "vap-env train", "held-out", "wall time", "--task reach"):
         assert needed in card
 
 
@@ -60,3 +60,18 @@ def test_default_model_generates_a_frame_in_the_env(one_thread: None) -> None:
     difference = np.abs(obs.astype(np.int16) - first.astype(np.int16))
     assert difference.max() > 0
     assert difference.mean() < 20, "a trained model keeps the scene; an untrained one would make noise"
+
+
+def test_default_model_imagines_reach_without_a_cube(one_thread: None) -> None:
+    # the default was trained on push and reach: a reach scene has a goal sphere and no red cube
+    env = gym.make("vap_env/PandaReach-WM-v0", model="default", camera="random")
+    try:
+        first, _ = env.reset(seed=500_000)
+        frames = [env.step(np.array([0.8, -0.5, 0.3, 1.0], np.float32))[0] for _ in range(4)]
+    finally:
+        env.close()
+    pixels = np.stack(frames).astype(np.int16)
+    red = (pixels[..., 0] > 150) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
+    assert red.sum() == 0, "a red cube appeared in a reach scene"
+    difference = np.abs(pixels[-1] - first.astype(np.int16))
+    assert difference.max() > 0 and difference.mean() < 20
