@@ -49,8 +49,8 @@ segmenter `vap-env evaluate` uses with it) and ``MODEL_CARD.md`` (data, commands
 
 
 def default_model_path() -> Path:
-    """The directory of the default world model (``model="default"``): the tiny Panda push model, 64x64,
-    skeleton prompts, trained by vap-env on its simulator (see ``vap_env/default_model/MODEL_CARD.md``).
+    """The directory of the default world model (``model="default"``): the tiny Panda push and reach model,
+    64x64, skeleton prompts, trained by vap-env on its simulator (see ``vap_env/default_model/MODEL_CARD.md``).
 
     Raises:
         FileNotFoundError: If this installation lacks it (a build without package data); the message says

@@ -74,7 +74,7 @@ class WorldModelEnv(gym.Env):
     ## Arguments
 
     - ``model``: an :class:`ActionToVideoModel`, its ``save_pretrained`` directory, or ``"default"`` (the
-      shipped tiny Panda push model, 64x64; see ``vap_env/default_model/MODEL_CARD.md``).
+      shipped tiny Panda push and reach model, 64x64; see ``vap_env/default_model/MODEL_CARD.md``).
     - ``robot``, ``image_size``: optional checks; the model's config decides both, and a model trained for
       another robot or size raises ``ValueError``.
     - ``task``, ``action_mode``, ``obs_mode``, ``camera`` (``"fixed"``, ``"random"``, a Camera): as SimEnv's.

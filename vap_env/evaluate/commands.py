@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vap_env.evaluate.defaults import DEFAULT_POLICIES
+from vap_env.evaluate.defaults import DEFAULT_POLICIES, SEED
 
 EVALUATE_DESCRIPTION = """\
 Evaluate a world model against the PyBullet simulator, in two ways.
@@ -48,14 +48,19 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         default="default",
         metavar="DIR",
         help="world model: a save_pretrained directory, a `vap-env train` output, or `default` (the shipped "
-        "tiny Panda push model, 64x64); default: default",
+        "tiny Panda push and reach model, 64x64); default: default",
     )
     p.add_argument(
         "--robot", default=None, help="robot name, checked against the model's; default: the model's"
     )
     p.add_argument("--task", default="push", choices=("push", "reach"), help="task; default: push")
     p.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="reset seed (of the first episode); default: 0"
+        "--seed",
+        type=int,
+        default=SEED,
+        metavar="N",
+        help=f"reset seed of the first episode; default: {SEED} (initial states `vap-env collect`, "
+        "which starts at 0, and the default model's training never drew)",
     )
     p.add_argument(
         "--camera",

@@ -14,3 +14,8 @@ DEFAULT_POLICIES = (
     "random",
 )
 """A graded family, from the clean expert down to random actions: what ranking needs."""
+
+SEED = 400_000
+"""Reset seed of the first evaluated episode. `vap-env collect` starts at 0 and the shipped default model
+trained on seeds below 15000 (held out: 100000-111009), so evaluating from here scores initial states that
+no training run drew, unless asked to."""

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from vap_env.data import Episode
 from vap_env.envs.imagined_world import ImaginedWorld, load_world_model
 from vap_env.envs.vector_env import WorldModelVectorEnv
-from vap_env.evaluate.defaults import DEFAULT_POLICIES
+from vap_env.evaluate.defaults import DEFAULT_POLICIES, SEED
 from vap_env.evaluate.metrics import mmrv, pearson, spearman
 from vap_env.evaluate.replay import Replay, aggregate_fidelity, fidelity_curves, open_loop_replays
 from vap_env.evaluate.report import write_outputs
@@ -190,7 +190,7 @@ def evaluate(
     episodes: int = 10,
     horizon: int = 16,
     out_dir: str | Path = "evaluation",
-    seed: int = 0,
+    seed: int = SEED,
     device: str | torch.device | None = None,
     progress: bool = True,
     max_steps: int | None = None,
