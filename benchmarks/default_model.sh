@@ -2,38 +2,33 @@
 # Reproduces the default world model shipped in vap_env/default_model/ (see its MODEL_CARD.md) and the
 # prompt-kind comparison in the README, on a CPU: data (about 5 min), codec (about 15 min on an idle 2-core
 # CPU), pretrain base, seven conditioning variants on push, evaluation; then the skeleton variant continued on
-# push + reach is the shipped model. Run from the repository root with the venv
-# active. Threads: one per process, two processes share the variants (two cores).
+# push + reach is the shipped model. Run from the repository root with the venv active. Threads: one per
+# process, two processes share the variants (two cores).
 set -euo pipefail
 export OMP_NUM_THREADS=1
+
+# record TASK EPISODES OUT "SPEC SEED"...: EPISODES episodes of each policy SPEC from reset seed SEED on.
+record() {
+  local task=$1 episodes=$2 out=$3 spec_seed
+  shift 3
+  for spec_seed in "$@"; do
+    set -- $spec_seed
+    vap-env collect --robot panda --task "$task" --episodes "$episodes" --policy "$1" --seed "$2" \
+      --camera random --image-size 64 --out "$out" --quiet
+  done
+}
 
 # 1. Data: Panda push, 64x64, a random camera viewpoint per episode. Training: 4 skills x 50 episodes
 #    (the scripted expert with growing action noise and hesitation: failures, contact, the cube moving).
 #    Held-out: 2 skills x 15 episodes on other seeds, hence other initial states and viewpoints.
-for spec_seed in "scripted:noise=0.0 0" "scripted:noise=0.3,hesitation=0.1 1000" \
-                 "scripted:noise=0.6,hesitation=0.2 2000" "scripted:noise=1.0,hesitation=0.3 3000"; do
-  set -- $spec_seed
-  vap-env collect --robot panda --task push --episodes 50 --policy "$1" --seed "$2" --camera random \
-    --image-size 64 --out data/panda_push_train --quiet
-done
-for spec_seed in "scripted:noise=0.0 100000" "scripted:noise=0.5,hesitation=0.15 101000"; do
-  set -- $spec_seed
-  vap-env collect --robot panda --task push --episodes 15 --policy "$1" --seed "$2" --camera random \
-    --image-size 64 --out data/panda_push_heldout --quiet
-done
+record push 50 data/panda_push_train "scripted:noise=0.0 0" "scripted:noise=0.3,hesitation=0.1 1000" \
+  "scripted:noise=0.6,hesitation=0.2 2000" "scripted:noise=1.0,hesitation=0.3 3000"
+record push 15 data/panda_push_heldout "scripted:noise=0.0 100000" "scripted:noise=0.5,hesitation=0.15 101000"
 #    Panda reach, same skills (40 episodes each) plus 40 of random actions (the arm anywhere); held-out:
 #    2 skills x 10 episodes on other seeds.
-for spec_seed in "scripted:noise=0.0 10000" "scripted:noise=0.3,hesitation=0.1 11000" \
-                 "scripted:noise=0.6,hesitation=0.2 12000" "scripted:noise=1.0,hesitation=0.3 13000" "random 14000"; do
-  set -- $spec_seed
-  vap-env collect --robot panda --task reach --episodes 40 --policy "$1" --seed "$2" --camera random \
-    --image-size 64 --out data/panda_reach_train --quiet
-done
-for spec_seed in "scripted:noise=0.0 110000" "scripted:noise=0.5,hesitation=0.15 111000"; do
-  set -- $spec_seed
-  vap-env collect --robot panda --task reach --episodes 10 --policy "$1" --seed "$2" --camera random \
-    --image-size 64 --out data/panda_reach_heldout --quiet
-done
+record reach 40 data/panda_reach_train "scripted:noise=0.0 10000" "scripted:noise=0.3,hesitation=0.1 11000" \
+  "scripted:noise=0.6,hesitation=0.2 12000" "scripted:noise=1.0,hesitation=0.3 13000" "random 14000"
+record reach 10 data/panda_reach_heldout "scripted:noise=0.0 110000" "scripted:noise=0.5,hesitation=0.15 111000"
 
 # 2. The codec (4x, 8 latent channels). The shipped one trained 2500 steps, then was resumed to 4000
 #    (a warm restart of the cosine schedule); a single `--steps 4000` run is the clean equivalent.

@@ -5,9 +5,9 @@ simulator frame); PSNR, SSIM, robot-mask ST-IoU (the shipped segmenter, or ``--s
 cube-mask ST-IoU are scored at each horizon against the simulator, beside the trivial baseline that repeats
 the first frame. The scoring is the prompt-kind comparison's (``vap_env.evaluate.comparison``).
 
-Run (the default model's per-task figures in its model card; about 10 minutes on a 2-core CPU)::
+Run (the default model's per-task figures in its model card; about 2 minutes on a 2-core CPU)::
 
-    python benchmarks/heldout_fidelity.py --models default runs/default_push_only \\
+    python benchmarks/heldout_fidelity.py --models default runs/compare/skeleton \\
         --data data/panda_push_heldout data/panda_reach_heldout --json docs/results/default_model_heldout.json
 """
 
@@ -23,28 +23,21 @@ import torch
 from vap_env.data import EpisodeDataset
 from vap_env.envs import default_model_path, default_segmenter_path
 from vap_env.envs.imagined_world import load_world_model
-from vap_env.evaluate.comparison import BASELINE, METRICS, evaluate_variant, fidelity_table
-from vap_env.evaluate.report import _fmt, write_json
+from vap_env.evaluate.comparison import BASELINE, evaluate_variant, fidelity_table, markdown_table
+from vap_env.evaluate.report import write_json
 from vap_env.evaluate.segmenter import RobotSegmenter
 
 HORIZONS = (1, 4, 8, 16)
-LABELS = {"psnr": "PSNR", "ssim": "SSIM", "robot_st_iou": "robot ST-IoU", "object_st_iou": "object ST-IoU"}
 
 
 def markdown(results: dict) -> str:
-    """One table per dataset: a row per model and the baseline, metric@horizon columns."""
-    lines = []
+    """One comparison table (:func:`~vap_env.evaluate.comparison.markdown_table`) per dataset."""
+    parts = []
     for name, part in results["datasets"].items():
-        metrics = [m for m in METRICS if m in part[BASELINE]]
-        lines += [f"{name} ({part['episodes']} episodes, task {part['task']})", ""]
-        header = [f"{LABELS[m]} h{h}" for m in metrics for h in HORIZONS]
-        lines += ["| model | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-        for row in (*results["models"], BASELINE):
-            table = part[row] if row == BASELINE else part["models"][row]
-            cells = [_fmt(table[m][str(h)]) for m in metrics for h in HORIZONS]
-            lines.append(f"| `{row}` | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+        table = {"variants": {m: {"model": t} for m, t in part["models"].items()}, "baseline": part[BASELINE]}
+        parts += [f"{name} ({part['episodes']} episodes, task {part['task']})", "",
+                  markdown_table(table, HORIZONS), ""]  # fmt: skip
+    return "\n".join(parts)
 
 
 def main() -> None:
