@@ -9,12 +9,15 @@ else:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_subpackage_is_listed_in_pyproject():
-    """A package missing from [tool.setuptools] packages would silently be left out of the wheel."""
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vap_env").rglob("__init__.py")}
-    found.add("vap_env.policies")
-    assert found <= listed, f"add to pyproject.toml: {sorted(found - listed)}"
+def test_every_folder_of_python_code_is_a_package_the_build_finds():
+    """pyproject.toml ships what ``packages.find`` finds: a code folder without ``__init__.py`` is left out."""
+    from setuptools import find_packages
+
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    found = set(find_packages(str(ROOT), include=spec["include"]))
+    code_dirs = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vap_env").rglob("*.py")}
+    assert "vap_env.policies" in found
+    assert code_dirs <= found, f"add __init__.py to {sorted(code_dirs - found)}"
 
 
 def test_robot_descriptions_ship_with_the_package():
