@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from vap_env.evaluate.image_metrics import masked_psnr, psnr, ssim
 from vap_env.model.codec import FrameAutoencoder, frames_to_tensor, tensor_to_frames
-from vap_env.train import defaults
+from vap_env.train.config import CodecTrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -48,108 +48,6 @@ _METRIC_FIELDS = (
     "heldout_fg_psnr",
     "elapsed_s",
 )
-
-
-@dataclass
-class CodecTrainConfig:
-    """Configuration of :func:`train_codec`.
-
-    The defaults are sized for a CPU: with them, 1500 steps on 2050 Panda push frames (64x64, random actions)
-    reached 32.9 dB held-out PSNR (SSIM 0.970, foreground 25.3 dB) in 21 minutes on one heavily shared core.
-
-    Args:
-        steps: Optimizer steps in all.
-        batch_size: Frames per step and process.
-        lr: Peak AdamW learning rate (linear warm-up, then cosine decay to 0 at ``steps``).
-        warmup_steps: Linear warm-up steps.
-        weight_decay: AdamW weight decay.
-        grad_clip: Gradient-norm clipping; ``None`` disables it.
-        eval_every: Steps between held-out PSNR/SSIM evaluations (also done at the last step).
-        eval_frames: Held-out frames evaluated (evenly spaced over the held-out set).
-        checkpoint_every: Steps between ``accelerator.save_state`` checkpoints (also done at the last step).
-        checkpoints_total_limit: Checkpoints kept (the oldest are deleted); ``None`` keeps all.
-        image_size: Side to which frames are resized (square) before training; ``None`` keeps their size.
-        downsample: Spatial downsampling of the autoencoder (a power of two, 4 or 8 typically).
-        latent_channels: Channels of a latent frame.
-        block_channels: Channels of each resolution level, from full resolution down.
-        layers_per_block: ResNet blocks per level.
-        norm_num_groups: GroupNorm groups.
-        l1_weight: Weight of the L1 reconstruction loss.
-        mse_weight: Weight of the squared-error loss.
-        edge_weight: Weight of the L1 loss between Sobel gradients (sharp edges, without perceptual weights
-            to download).
-        latent_l2_weight: Weight of the mean squared latent, which keeps the latent scale from drifting.
-        foreground_weight: Extra weight of the L1 and squared-error losses on foreground pixels: those that
-            differ from the per-pixel median of the training frames (the static scene of a fixed camera) by
-            more than ``foreground_threshold`` in some channel. Without it, small objects (a goal marker of
-            a few pixels) are traded for the background that fills most of the frame: on Panda push frames
-            (64x64, 1500 steps) weight 10 raised the held-out foreground PSNR from 18.7 to 25.3 dB, the goal
-            marker's from 10 to 27 dB, and the whole frame's from 30.8 to 32.9 dB. 0 disables it.
-        foreground_threshold: uint8 difference from the median frame above which a pixel is foreground; also
-            defines the pixels of the ``heldout_fg_psnr`` metric.
-        scale_frames: Training frames (evenly spaced) used to compute the latent scaling factor at the end.
-        seed: Seed of the weights and of the frame sampling.
-        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``, passed to ``Accelerator``.
-        num_threads: CPU threads per process for torch; ``None`` uses the cores divided by the processes.
-    """
-
-    steps: int = defaults.CODEC_STEPS
-    batch_size: int = defaults.CODEC_BATCH_SIZE
-    lr: float = defaults.CODEC_LR
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    grad_clip: float | None = 1.0
-    eval_every: int = defaults.CODEC_EVAL_EVERY
-    eval_frames: int = 512
-    checkpoint_every: int = defaults.CODEC_CHECKPOINT_EVERY
-    checkpoints_total_limit: int | None = 2
-    image_size: int | None = None
-    downsample: int = defaults.CODEC_DOWNSAMPLE
-    latent_channels: int = defaults.CODEC_LATENT_CHANNELS
-    block_channels: tuple[int, ...] = defaults.CODEC_BLOCK_CHANNELS
-    layers_per_block: int = 1
-    norm_num_groups: int = 8
-    l1_weight: float = 1.0
-    mse_weight: float = 1.0
-    edge_weight: float = 0.5
-    latent_l2_weight: float = 1e-4
-    foreground_weight: float = 10.0
-    foreground_threshold: int = 24
-    scale_frames: int = 2_048
-    seed: int = defaults.SEED
-    mixed_precision: str = defaults.MIXED_PRECISIONS[0]
-    num_threads: int | None = None
-
-    def __post_init__(self) -> None:
-        self.block_channels = tuple(int(c) for c in self.block_channels)
-        for name in ("steps", "batch_size", "eval_every", "eval_frames", "checkpoint_every", "scale_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
-        weights = ("l1_weight", "mse_weight", "edge_weight", "latent_l2_weight", "foreground_weight")
-        for name in ("warmup_steps", "weight_decay", "foreground_threshold", *weights):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"`lr` must be > 0, got {self.lr}")
-        if self.l1_weight + self.mse_weight == 0:
-            raise ValueError("`l1_weight` and `mse_weight` cannot both be 0: nothing would be reconstructed")
-        for name in ("grad_clip", "checkpoints_total_limit", "num_threads"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0 or None, got {getattr(self, name)}")
-        if self.latent_channels < 1:
-            raise ValueError(f"`latent_channels` must be >= 1, got {self.latent_channels}")
-        FrameAutoencoder.check_args(
-            self.downsample, self.block_channels, self.layers_per_block, self.norm_num_groups
-        )
-        if self.image_size is not None and (self.image_size < 1 or self.image_size % self.downsample):
-            raise ValueError(
-                f"`image_size` must be a positive multiple of `downsample` ({self.downsample}), "
-                f"got {self.image_size}"
-            )
-        if self.mixed_precision not in defaults.MIXED_PRECISIONS:
-            raise ValueError(
-                f"`mixed_precision` must be one of {list(defaults.MIXED_PRECISIONS)}, got {self.mixed_precision!r}"
-            )
 
 
 class _FrameSampler:

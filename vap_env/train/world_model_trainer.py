@@ -48,8 +48,8 @@ from vap_env.model.checkpoint import checkpoint_name, last_checkpoint, prune_che
 from vap_env.model.codec import frames_to_tensor, load_codec, tensor_to_frames
 from vap_env.model.config import WorldModelConfig
 from vap_env.model.world_model import ActionToVideoModel, load_config
-from vap_env.train import defaults
 from vap_env.train.clips import ClipConfig, ClipDataset
+from vap_env.train.config import WorldModelTrainConfig
 
 MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
@@ -65,94 +65,6 @@ EVAL_FIELDS = (
 )
 METRIC_FIELDS = ("step", "loss", "lr", "it_per_s", *EVAL_FIELDS, "elapsed_s")
 _EVAL_SEED = 1234  # fixed noise for every evaluation, so that the numbers are comparable across steps
-
-
-@dataclasses.dataclass
-class WorldModelTrainConfig:
-    """Configuration of :func:`train_world_model`.
-
-    Args:
-        steps: Optimizer steps in all (a resumed run continues up to this count).
-        batch_size: Clips per micro-batch and process.
-        gradient_accumulation_steps: Micro-batches per optimizer step.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        warmup: Linear learning-rate warm-up steps.
-        lr_schedule: ``"cosine"`` (decay to 0 at ``steps``) or ``"constant"`` after the warm-up.
-        grad_clip: Gradient-norm clipping; ``None`` disables it.
-        ema: Keep an exponential moving average of the trainable weights; evaluation and the final model use
-            it.
-        ema_decay: Decay of that average.
-        gradient_checkpointing: Recompute transformer/ControlNet activations in the backward pass (memory
-            for compute; for big models on a GPU).
-        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` autocast, passed to ``Accelerator``.
-        eval_every: Steps between evaluations (also at step 0 of a fresh run and at the last step).
-        eval_clips: Held-out (and training) clips evaluated, evenly spaced over the set.
-        checkpoint_every: Steps between checkpoints (also at the last step).
-        keep_checkpoints: Checkpoints kept (the oldest are deleted); ``None`` keeps all.
-        val_episodes: Episodes held out from the end of the training directory when no validation directory
-            is given; ``None`` uses ``val_fraction``.
-        val_fraction: Fraction of the episodes held out (at least one) when ``val_episodes`` is ``None``.
-        interaction_weight: Loss weight in the gripper region (1 switches the amplification off).
-        interaction_radius: Radius of that region as a fraction of the image size.
-        log_every: Steps between rows of ``metrics.csv`` (mean loss, lr, it/s).
-        seed: Seed of the weights, the clip order and the diffusion noise.
-        log: ``"csv"`` (``metrics.csv``) or ``"tensorboard"`` (the same CSV, plus TensorBoard event files
-            in ``out_dir/logs``; needs the ``tensorboard`` package).
-        num_workers: ``DataLoader`` worker processes (the clips are in memory: 0 is usually fastest).
-    """
-
-    steps: int = defaults.WORLD_MODEL_STEPS
-    batch_size: int = defaults.WORLD_MODEL_BATCH_SIZE
-    gradient_accumulation_steps: int = 1
-    lr: float = defaults.WORLD_MODEL_LR
-    weight_decay: float = 0.01
-    warmup: int = 100
-    lr_schedule: str = "cosine"
-    grad_clip: float | None = 1.0
-    ema: bool = False
-    ema_decay: float = 0.999
-    gradient_checkpointing: bool = False
-    mixed_precision: str = defaults.MIXED_PRECISIONS[0]
-    eval_every: int = defaults.WORLD_MODEL_EVAL_EVERY
-    eval_clips: int = 64
-    checkpoint_every: int = defaults.WORLD_MODEL_CHECKPOINT_EVERY
-    keep_checkpoints: int | None = defaults.WORLD_MODEL_KEEP_CHECKPOINTS
-    val_episodes: int | None = None
-    val_fraction: float = 0.1
-    interaction_weight: float = defaults.WORLD_MODEL_INTERACTION_WEIGHT
-    interaction_radius: float = 0.08
-    log_every: int = 10
-    seed: int = defaults.SEED
-    log: str = defaults.LOGGERS[0]
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "gradient_accumulation_steps", "eval_every", "eval_clips")
-        for name in (*positive, "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "weight_decay", "num_workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"`lr` must be > 0, got {self.lr}")
-        for name in ("grad_clip", "keep_checkpoints", "val_episodes"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ValueError(f"`{name}` must be > 0 or None, got {getattr(self, name)}")
-        if not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"`ema_decay` must be in (0, 1), got {self.ema_decay}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"`val_fraction` must be in (0, 1), got {self.val_fraction}")
-        choices = {
-            "lr_schedule": ("cosine", "constant"),
-            "mixed_precision": defaults.MIXED_PRECISIONS,
-            "log": defaults.LOGGERS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        ClipConfig(interaction_weight=self.interaction_weight, interaction_radius=self.interaction_radius)
 
 
 # ---------------------------------------------------------------------- data
