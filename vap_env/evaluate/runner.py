@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from vap_env.data import Episode
 from vap_env.envs.imagined_world import ImaginedWorld, load_world_model
 from vap_env.envs.vector_env import WorldModelVectorEnv
-from vap_env.evaluate.defaults import DEFAULT_POLICIES, SEED
+from vap_env.evaluate.config import EvaluateConfig
 from vap_env.evaluate.metrics import mmrv, pearson, spearman
 from vap_env.evaluate.replay import Replay, aggregate_fidelity, fidelity_curves, open_loop_replays
 from vap_env.evaluate.report import write_outputs
@@ -184,22 +184,22 @@ def _load_segmenter(
 
 def evaluate(
     model_dir: str | Path | ActionToVideoModel,
-    robot: str | None = None,
-    task: str = "push",
-    policies: list[str] | tuple[str, ...] = DEFAULT_POLICIES,
-    episodes: int = 10,
-    horizon: int = 16,
+    robot: str | None = EvaluateConfig.robot,
+    task: str = EvaluateConfig.task,
+    policies: list[str] | tuple[str, ...] = EvaluateConfig.policies,
+    episodes: int = EvaluateConfig.episodes,
+    horizon: int = EvaluateConfig.horizon,
     out_dir: str | Path = "evaluation",
-    seed: int = SEED,
+    seed: int = EvaluateConfig.seed,
     device: str | torch.device | None = None,
     progress: bool = True,
-    max_steps: int | None = None,
-    camera: str = "fixed",
-    num_inference_steps: int | None = None,
+    max_steps: int | None = EvaluateConfig.max_steps,
+    camera: str = EvaluateConfig.camera,
+    num_inference_steps: int | None = EvaluateConfig.num_inference_steps,
     segmenter: RobotSegmenter | str | Path | None = None,
     segmenter_config: SegmenterConfig | None = None,
-    videos_per_policy: int = 2,
-    batch_size: int = 16,
+    videos_per_policy: int = EvaluateConfig.videos_per_policy,
+    batch_size: int = EvaluateConfig.batch_size,
 ) -> dict[str, Any]:
     """Evaluates a world model for policy evaluation and open-loop fidelity against the simulator.
 

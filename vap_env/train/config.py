@@ -23,18 +23,21 @@ class WorldModelTrainConfig:
         steps: Optimizer steps in all (a resumed run continues up to this count).
         batch_size: Clips per micro-batch and process.
         gradient_accumulation_steps: Micro-batches per optimizer step.
-        lr: Peak AdamW learning rate.
+        lr: Peak AdamW learning rate (reached after the linear warm-up, then the ``lr_schedule``: cosine
+            decay by default).
         weight_decay: AdamW weight decay.
         warmup: Linear learning-rate warm-up steps.
         lr_schedule: ``"cosine"`` (decay to 0 at ``steps``) or ``"constant"`` after the warm-up.
         grad_clip: Gradient-norm clipping; ``None`` disables it.
-        ema: Keep an exponential moving average of the trainable weights; evaluation and the final model use
-            it.
+        ema: Keep an exponential moving average (EMA) of the trainable weights; evaluation and the final
+            model use it instead of the raw weights.
         ema_decay: Decay of that average.
         gradient_checkpointing: Recompute transformer/ControlNet activations in the backward pass (memory
             for compute; for big models on a GPU).
-        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` autocast, passed to ``Accelerator``.
-        eval_every: Steps between evaluations (also at step 0 of a fresh run and at the last step).
+        mixed_precision: Autocast precision, passed to ``Accelerator``: ``no`` (full precision), ``bf16``
+            (recent GPUs) or ``fp16``.
+        eval_every: Steps between held-out evaluations: one-step generation PSNR and SSIM beside the
+            repeat-last-frame baseline (also at step 0 of a fresh run and at the last step).
         eval_clips: Held-out (and training) clips evaluated, evenly spaced over the set.
         checkpoint_every: Steps between checkpoints (also at the last step).
         keep_checkpoints: Checkpoints kept (the oldest are deleted); ``None`` keeps all.
@@ -45,7 +48,7 @@ class WorldModelTrainConfig:
         interaction_radius: Radius of that region as a fraction of the image size.
         log_every: Steps between rows of ``metrics.csv`` (mean loss, lr, it/s).
         seed: Seed of the weights, the clip order and the diffusion noise.
-        log: ``"csv"`` (``metrics.csv``) or ``"tensorboard"`` (the same CSV, plus TensorBoard event files
+        log: ``csv`` (``metrics.csv`` only) or ``tensorboard`` (the same CSV, plus TensorBoard event files
             in ``out_dir/logs``; needs the ``tensorboard`` package).
         num_workers: ``DataLoader`` worker processes (the clips are in memory: 0 is usually fastest).
     """
@@ -117,7 +120,7 @@ class CodecTrainConfig:
     reached 32.9 dB held-out PSNR (SSIM 0.970, foreground 25.3 dB) in 21 minutes on one heavily shared core.
 
     Args:
-        steps: Optimizer steps in all.
+        steps: Optimizer steps in all (a resumed run continues up to this count).
         batch_size: Frames per step and process.
         lr: Peak AdamW learning rate (linear warm-up, then cosine decay to 0 at ``steps``).
         warmup_steps: Linear warm-up steps.
@@ -127,9 +130,10 @@ class CodecTrainConfig:
         eval_frames: Held-out frames evaluated (evenly spaced over the held-out set).
         checkpoint_every: Steps between ``accelerator.save_state`` checkpoints (also done at the last step).
         checkpoints_total_limit: Checkpoints kept (the oldest are deleted); ``None`` keeps all.
-        image_size: Side to which frames are resized (square) before training; ``None`` keeps their size.
+        image_size: Side to which frames are resized (square) before training; by default (``None``) the
+            recorded size.
         downsample: Spatial downsampling of the autoencoder (a power of two, 4 or 8 typically).
-        latent_channels: Channels of a latent frame.
+        latent_channels: Channels of a latent frame (per latent pixel).
         block_channels: Channels of each resolution level, from full resolution down.
         layers_per_block: ResNet blocks per level.
         norm_num_groups: GroupNorm groups.
@@ -148,7 +152,8 @@ class CodecTrainConfig:
             defines the pixels of the ``heldout_fg_psnr`` metric.
         scale_frames: Training frames (evenly spaced) used to compute the latent scaling factor at the end.
         seed: Seed of the weights and of the frame sampling.
-        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``, passed to ``Accelerator``.
+        mixed_precision: Autocast precision, passed to ``Accelerator``: ``no`` (full precision), ``bf16``
+            (recent GPUs) or ``fp16``.
         num_threads: CPU threads per process for torch; ``None`` uses the cores divided by the processes.
     """
 

@@ -1,8 +1,9 @@
-"""The ``vap-env train-codec`` command: train the per-frame latent codec on recorded episodes.
+"""``vap-env train-codec``: train the per-frame latent codec on recorded episodes.
 
 Held-out frames come from whole held-out episodes (``--val-data``, or the last ``--val-fraction`` of the
-episodes of ``--data``), never from frames of training episodes. Torch and the trainer are imported inside
-the handler (the defaults come from :mod:`vap_env.train.defaults`), so ``vap-env --help`` stays fast.
+episodes of ``--data``), never from frames of training episodes. The training flags come from the torch-free
+:class:`~vap_env.train.config.CodecTrainConfig`; torch and the trainer are imported inside :func:`run`, so
+``vap-env --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import argparse
 import json
 import sys
 
-from vap_env.train import defaults
+from vap_env.cli.arguments import Flag, add_config_flags, config_values
+from vap_env.train.config import CodecTrainConfig
 
 EPILOG = """\
 examples:
@@ -20,9 +22,23 @@ examples:
   vap-env train-codec --data data/panda_push --out runs/codec --steps 6000 --resume
 """
 
+TRAIN_FLAGS = (
+    "image_size",
+    "steps",
+    "batch_size",
+    "lr",
+    Flag("downsample", choices=(4, 8)),
+    "latent_channels",
+    Flag("block_channels", metavar="C,C,..."),
+    "eval_every",
+    "checkpoint_every",
+    "seed",
+)
+"""The :class:`CodecTrainConfig` fields ``vap-env train-codec`` exposes."""
 
-def add_train_codec_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Registers ``train-codec``; its handler is :func:`run_train_codec`."""
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Registers ``train-codec`` on the ``vap-env`` subparsers; returns its parser (handler: :func:`run`)."""
     p = subparsers.add_parser(
         "train-codec",
         help="train the latent codec (autoencoder) small world models work in",
@@ -53,59 +69,9 @@ def add_train_codec_parser(subparsers: argparse._SubParsersAction) -> argparse.A
         default=0.1,
         help="fraction of each --data directory's episodes held out when --val-data is not given; default: 0.1",
     )
-    p.add_argument(
-        "--image-size", type=int, default=None, help="resize frames to this side (default: as recorded)"
-    )
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=defaults.CODEC_STEPS,
-        help=f"optimizer steps; default: {defaults.CODEC_STEPS}",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.CODEC_BATCH_SIZE,
-        help=f"frames per step; default: {defaults.CODEC_BATCH_SIZE}",
-    )
-    p.add_argument(
-        "--lr",
-        type=float,
-        default=defaults.CODEC_LR,
-        help=f"peak learning rate; default: {defaults.CODEC_LR}",
-    )
-    p.add_argument(
-        "--downsample",
-        type=int,
-        default=defaults.CODEC_DOWNSAMPLE,
-        choices=[4, 8],
-        help=f"spatial downsampling; default: {defaults.CODEC_DOWNSAMPLE}",
-    )
-    p.add_argument(
-        "--latent-channels",
-        type=int,
-        default=defaults.CODEC_LATENT_CHANNELS,
-        help=f"channels per latent pixel; default: {defaults.CODEC_LATENT_CHANNELS}",
-    )
-    block_channels = ",".join(map(str, defaults.CODEC_BLOCK_CHANNELS))
-    p.add_argument(
-        "--block-channels", default=block_channels, help=f"channels per level; default: {block_channels}"
-    )
-    p.add_argument(
-        "--eval-every",
-        type=int,
-        default=defaults.CODEC_EVAL_EVERY,
-        help=f"steps between held-out evaluations; default: {defaults.CODEC_EVAL_EVERY}",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=defaults.CODEC_CHECKPOINT_EVERY,
-        help=f"steps between checkpoints; default: {defaults.CODEC_CHECKPOINT_EVERY}",
-    )
-    p.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed; default: {defaults.SEED}")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    p.set_defaults(func=run_train_codec)
+    add_config_flags(p.add_argument_group("training (CodecTrainConfig)"), CodecTrainConfig, TRAIN_FLAGS)
+    p.set_defaults(func=run)
     return p
 
 
@@ -130,21 +96,11 @@ def _frames(paths: list[str], val_fraction: float | None = None):
     return pooled[0] if val_fraction is None else pooled
 
 
-def run_train_codec(args: argparse.Namespace) -> int:
-    from vap_env.train.codec_trainer import CodecTrainConfig, train_codec
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``vap-env train-codec``: trains, prints the result as JSON; returns the exit code."""
+    from vap_env.train.codec_trainer import train_codec
 
-    config = CodecTrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        image_size=args.image_size,
-        downsample=args.downsample,
-        latent_channels=args.latent_channels,
-        block_channels=tuple(int(c) for c in args.block_channels.split(",")),
-        seed=args.seed,
-    )
+    config = CodecTrainConfig(**config_values(args, TRAIN_FLAGS))
     if args.val_data:
         train, n_train = _frames(args.data)
         heldout, n_val = _frames(args.val_data)

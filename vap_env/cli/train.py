@@ -1,7 +1,8 @@
-"""The ``vap-env train`` command: world-model training from the command line.
+"""``vap-env train``: world-model training from the command line.
 
-:func:`add_train_parser` registers the subcommand on the ``vap-env`` parser; :func:`run_train` is its
-handler. Torch and the trainer are imported inside the handler, so ``vap-env --help`` stays fast.
+The model flags come from :class:`~vap_env.model.config.WorldModelConfig` and the training flags from
+:class:`~vap_env.train.config.WorldModelTrainConfig` (their names, types, defaults and help), both
+torch-free; torch and the trainer are imported inside :func:`run`, so ``vap-env --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vap_env.model.config import PROMPT_KINDS, WorldModelConfig
-from vap_env.train import defaults
+from vap_env.cli.arguments import Flag, add_config_flags, config_values
+from vap_env.model.config import PROMPT_KINDS, STAGES, WorldModelConfig
+from vap_env.train.config import LOGGERS, MIXED_PRECISIONS, WorldModelTrainConfig
 
 if TYPE_CHECKING:
     from vap_env.data import EpisodeDataset
@@ -49,9 +51,41 @@ examples:
   vap-env train --data data/panda_push data/panda_reach --out runs/ctl2 --stage control --init runs/ctl
 """
 
+# None: the preset's value, or with --init the saved model's (see _model_config)
+_ATTACHMENT = "(with --init: the saved model's; another value needs a pretrain model)"
+MODEL_FLAGS = (
+    Flag("prompt", default=None, choices=PROMPT_KINDS, default_text=f"skeleton {_ATTACHMENT}"),
+    Flag("controlnet_layers", default=None, default_text=f"the preset's {_ATTACHMENT}"),
+    Flag("lora_rank", default=None, default_text=f"the preset's {_ATTACHMENT}"),
+    Flag("context_frames", default=None, default_text="1 (with --init: the saved model's)"),
+    Flag("frames_per_step", default=None, default_text="1 (with --init: the saved model's)"),
+    Flag(
+        "stage",
+        choices=STAGES,
+        help="joint: all weights from scratch; pretrain: base only, no action conditioning; "
+        "control: base frozen, ControlNet + LoRA (needs --init)",
+    ),
+)
+"""The :class:`WorldModelConfig` fields ``vap-env train`` exposes."""
 
-def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Registers ``train`` on the ``vap-env`` subparsers; returns its parser (handler: :func:`run_train`)."""
+TRAIN_FLAGS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "eval_every",
+    Flag("checkpoint_every", note=f"the last {WorldModelTrainConfig.keep_checkpoints} are kept"),
+    Flag("interaction_weight", metavar="W"),
+    "ema",
+    Flag("mixed_precision", choices=MIXED_PRECISIONS),
+    "gradient_checkpointing",
+    Flag("log", choices=LOGGERS),
+    "seed",
+)
+"""The :class:`WorldModelTrainConfig` fields ``vap-env train`` exposes."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Registers ``train`` on the ``vap-env`` subparsers; returns its parser (handler: :func:`run`)."""
     p = subparsers.add_parser(
         "train",
         help="train the world model on recorded episodes",
@@ -68,43 +102,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
-        "--prompt",
-        choices=PROMPT_KINDS,
-        default=None,
-        help="visual action prompt kind; default: skeleton (with --init: the saved model's; another kind "
-        "needs a pretrain model)",
-    )
-    p.add_argument(
-        "--controlnet-layers",
-        metavar="N",
-        type=int,
-        default=None,
-        help="base blocks copied into the ControlNet of image prompts; 0: the LoRA-only ablation (the "
-        "prompt's trajectory tokens reach the base through one zero-initialised projection, all adaptation "
-        "is the LoRA's); default: the preset's (with --init: the saved model's; another value needs a "
-        "pretrain model)",
-    )
-    p.add_argument(
-        "--lora-rank",
-        metavar="N",
-        type=int,
-        default=None,
-        help="rank of the LoRA on the base's attention; 0: the ControlNet-only ablation (no LoRA); "
-        "default: the preset's (with --init: the saved model's; another value needs a pretrain model)",
-    )
-    p.add_argument(
         "--config",
         default="tiny",
         metavar="tiny|FILE",
         help="model size: `tiny` (the CPU preset, fitted to the data's robot and image size) or a "
         "WorldModelConfig JSON file; ignored with --init; default: tiny",
-    )
-    p.add_argument(
-        "--stage",
-        choices=("joint", "pretrain", "control"),
-        default="joint",
-        help="joint: all weights from scratch; pretrain: base only, no action conditioning; "
-        "control: base frozen, ControlNet + LoRA (needs --init); default: joint",
     )
     p.add_argument("--init", metavar="DIR", help="start from a saved model (a model/ folder or a run's OUT)")
     p.add_argument(
@@ -125,100 +127,15 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         action="store_true",
         help="continue from the last checkpoint in --out (same step, optimizer and RNG state)",
     )
-    p.add_argument(
-        "--steps",
-        metavar="N",
-        type=int,
-        default=defaults.WORLD_MODEL_STEPS,
-        help=f"optimizer steps in all; default: {defaults.WORLD_MODEL_STEPS}",
-    )
-    p.add_argument(
-        "--batch-size",
-        metavar="N",
-        type=int,
-        default=defaults.WORLD_MODEL_BATCH_SIZE,
-        help=f"clips per step and process; default: {defaults.WORLD_MODEL_BATCH_SIZE}",
-    )
-    p.add_argument(
-        "--lr",
-        metavar="LR",
-        type=float,
-        default=defaults.WORLD_MODEL_LR,
-        help=f"peak AdamW learning rate (warm-up, cosine decay); default: {defaults.WORLD_MODEL_LR}",
-    )
-    p.add_argument(
-        "--eval-every",
-        metavar="N",
-        type=int,
-        default=defaults.WORLD_MODEL_EVAL_EVERY,
-        help=f"steps between held-out evaluations; default: {defaults.WORLD_MODEL_EVAL_EVERY}",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        metavar="N",
-        type=int,
-        default=defaults.WORLD_MODEL_CHECKPOINT_EVERY,
-        help=f"steps between checkpoints (the last {defaults.WORLD_MODEL_KEEP_CHECKPOINTS} are kept); "
-        f"default: {defaults.WORLD_MODEL_CHECKPOINT_EVERY}",
-    )
-    p.add_argument(
-        "--interaction-weight",
-        metavar="W",
-        type=float,
-        default=defaults.WORLD_MODEL_INTERACTION_WEIGHT,
-        help="loss weight around the gripper (1 turns the amplification off); "
-        f"default: {defaults.WORLD_MODEL_INTERACTION_WEIGHT}",
-    )
-    p.add_argument(
-        "--context-frames",
-        metavar="N",
-        type=int,
-        default=None,
-        help="frames the model conditions on; default: 1 (with --init: the saved model's)",
-    )
-    p.add_argument(
-        "--frames-per-step",
-        metavar="N",
-        type=int,
-        default=None,
-        help="frames generated per step; default: 1 (with --init: the saved model's)",
-    )
-    p.add_argument(
-        "--ema",
-        action="store_true",
-        help="keep an EMA of the weights (evaluated and saved instead of the raw weights)",
-    )
-    p.add_argument(
-        "--mixed-precision",
-        choices=defaults.MIXED_PRECISIONS,
-        default=defaults.MIXED_PRECISIONS[0],
-        help=f"autocast precision (bf16 on recent GPUs); default: {defaults.MIXED_PRECISIONS[0]}",
-    )
-    p.add_argument(
-        "--gradient-checkpointing",
-        action="store_true",
-        help="recompute activations in the backward pass: less memory, more compute",
-    )
-    p.add_argument(
-        "--log",
-        choices=defaults.LOGGERS,
-        default=defaults.LOGGERS[0],
-        help=f"metrics.csv only, or TensorBoard events too (needs tensorboard); default: {defaults.LOGGERS[0]}",
-    )
-    p.add_argument(
-        "--seed",
-        metavar="N",
-        type=int,
-        default=defaults.SEED,
-        help=f"seed of weights, clip order and noise; default: {defaults.SEED}",
-    )
-    p.set_defaults(func=run_train)
+    add_config_flags(p.add_argument_group("model (WorldModelConfig)"), WorldModelConfig, MODEL_FLAGS)
+    add_config_flags(p.add_argument_group("training (WorldModelTrainConfig)"), WorldModelTrainConfig, TRAIN_FLAGS)
+    p.set_defaults(func=run)
     return p
 
 
-def run_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Handler of ``vap-env train``: builds the configs, trains, prints a summary. Returns the exit code."""
-    from vap_env.train.world_model_trainer import WorldModelTrainConfig, train_world_model
+    from vap_env.train.world_model_trainer import train_world_model
 
     try:
         for data_dir in args.data + (args.val_data or []):
@@ -226,19 +143,7 @@ def run_train(args: argparse.Namespace) -> int:
                 raise FileNotFoundError(f"dataset directory {data_dir} does not exist")
         init = _model_dir(Path(args.init)) if args.init else None
         model_config = _model_config(args, init)
-        train_config = WorldModelTrainConfig(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            eval_every=args.eval_every,
-            checkpoint_every=args.checkpoint_every,
-            interaction_weight=args.interaction_weight,
-            ema=args.ema,
-            mixed_precision=args.mixed_precision,
-            gradient_checkpointing=args.gradient_checkpointing,
-            log=args.log,
-            seed=args.seed,
-        )
+        train_config = WorldModelTrainConfig(**config_values(args, TRAIN_FLAGS))
         result = train_world_model(
             args.data,
             args.out,
@@ -280,14 +185,8 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
     model need it to be a ``pretrain`` one (:func:`~vap_env.train.world_model_trainer.build_model` checks);
     a ``state`` prompt new to it gets the data's state size.
     """
-    given = {
-        "prompt": args.prompt,
-        "context_frames": args.context_frames,
-        "frames_per_step": args.frames_per_step,
-        "controlnet_layers": args.controlnet_layers,
-        "lora_rank": args.lora_rank,
-    }
-    given = {k: v for k, v in given.items() if v is not None}
+    given = config_values(args, MODEL_FLAGS)
+    given = {k: v for k, v in given.items() if v is not None and k != "stage"}
     if init is not None:
         saved = WorldModelConfig.from_json((init / "config.json").read_text())
         if given.get("prompt") == "state" and saved.state_dim < 1:

@@ -1,0 +1,73 @@
+"""Configuration of a policy and fidelity evaluation (:class:`EvaluateConfig`), in a module without torch.
+
+:func:`vap_env.evaluate.runner.evaluate` takes its defaults from it, and ``vap-env evaluate`` (and the
+flags ``vap-env rollout`` shares) its flags, defaults and help, so building the parser imports neither torch
+nor PyBullet and each default is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+DEFAULT_POLICIES = (
+    "scripted:noise=0",
+    "scripted:noise=0.3,hesitation=0.1",
+    "scripted:noise=0.6,hesitation=0.2",
+    "scripted:noise=1.0,hesitation=0.3",
+    "random",
+)
+"""A graded family, from the clean expert down to random actions: what ranking needs."""
+
+SEED = 400_000
+"""Reset seed of the first evaluated episode. `vap-env collect` starts at 0 and the shipped default model
+trained on seeds below 15000 (held out: 100000-111009), so evaluating from here scores initial states that
+no training run drew, unless asked to."""
+
+TASKS = ("push", "reach")
+# The simulator's CAMERA_MODES (vap_env.sim.env), restated: that module imports PyBullet.
+CAMERA_MODES = ("fixed", "random")
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    """What :func:`~vap_env.evaluate.runner.evaluate` runs: policies, episodes, seeds, horizons, outputs.
+
+    Args:
+        robot: Robot name, checked against the model's; by default (``None``) the model's.
+        task: The task, ``push`` or ``reach``.
+        policies: Policy specs (``vap_env.policies.make_policy``); at least two for correlations.
+        episodes: Episodes per policy and world.
+        horizon: Open-loop replay steps ``H`` (fidelity at horizons ``1..H``).
+        seed: Reset seed of the first episode: episode ``k`` of every policy starts from the initial state of
+            seed ``seed + k`` in both worlds. The default draws initial states that ``vap-env collect`` (which
+            starts at 0) and the default model's training never drew.
+        max_steps: Episode length limit in both worlds; by default (``None``) the task's (push 50, reach
+            30).
+        camera: ``fixed``: the robot's default view; ``random``: a viewpoint per seed, the same in both worlds.
+        num_inference_steps: Denoising steps per generated frame; by default (``None``) the model's.
+        videos_per_policy: Side-by-side replay videos (simulator | imagined | prompt) written per policy.
+        batch_size: Episodes imagined together.
+    """
+
+    robot: str | None = None
+    task: str = dataclasses.field(default="push", metadata={"choices": TASKS})
+    policies: tuple[str, ...] = DEFAULT_POLICIES
+    episodes: int = 10
+    horizon: int = 16
+    seed: int = SEED
+    max_steps: int | None = None
+    camera: str = dataclasses.field(default="fixed", metadata={"choices": CAMERA_MODES})
+    num_inference_steps: int | None = None
+    videos_per_policy: int = 2
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        self.policies = tuple(self.policies)
+        if not self.policies:
+            raise ValueError("`policies` must name at least one policy spec, got none")
+        for name in ("episodes", "horizon", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        for name, allowed in (("task", TASKS), ("camera", CAMERA_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {list(allowed)}, got {getattr(self, name)!r}")
