@@ -11,13 +11,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from vap_env.evaluate.commands import (
-    add_evaluate_parser,
-    add_rollout_parser,
-    run_evaluate,
-    run_rollout,
-    split_policies,
-)
+from vap_env.cli import evaluate as evaluate_command
+from vap_env.cli import rollout as rollout_command
+from vap_env.cli.evaluate import split_policies
+from vap_env.evaluate.config import DEFAULT_POLICIES
 from vap_env.evaluate.report import plain, side_by_side, slug
 from vap_env.evaluate.rollout import rollout
 from vap_env.evaluate.runner import evaluate
@@ -136,22 +133,22 @@ def test_rollout_writes_a_readable_video(tiny_model_dir: Path, tmp_path: Path, o
             "--quiet",
         ]
     )
-    assert run_rollout(args) == 0
+    assert rollout_command.run(args) == 0
     assert len(_read_video(tmp_path / "cli.mp4")) in (2, 3)  # stops early only on an estimated success
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vap-env")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_evaluate_parser(sub)
-    add_rollout_parser(sub)
+    evaluate_command.add_parser(sub)
+    rollout_command.add_parser(sub)
     return parser
 
 
 def test_evaluate_parser_defaults_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     args = _parser().parse_args(["evaluate", "--model", "default", "--out", "x"])
     assert args.model == "default" and args.task == "push" and args.episodes == 10 and args.horizon == 16
-    assert len(split_policies(args.policies)) == 5
+    assert args.policies == DEFAULT_POLICIES and len(DEFAULT_POLICIES) == 5
     with pytest.raises(SystemExit) as exit_info:
         _parser().parse_args(["evaluate", "--help"])
     assert exit_info.value.code == 0
@@ -162,7 +159,7 @@ def test_missing_model_is_an_error_code(tmp_path: Path, capsys: pytest.CaptureFi
     args = _parser().parse_args(
         ["rollout", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "a.mp4")]
     )
-    assert run_rollout(args) == 2
+    assert rollout_command.run(args) == 2
     assert "config.json" in capsys.readouterr().err
 
 
@@ -181,7 +178,7 @@ def test_unknown_policy_is_an_error_code(
             "--quiet",
         ]
     )
-    assert run_evaluate(args) == 2
+    assert evaluate_command.run(args) == 2
     assert "unknown policy kind 'teleport'" in capsys.readouterr().err
 
 

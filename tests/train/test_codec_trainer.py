@@ -205,8 +205,8 @@ def test_frames_are_checked_and_resized(tmp_path: Path) -> None:
 
 
 def test_cli_pools_directories_and_holds_out_the_last_episodes_of_each(tmp_path: Path) -> None:
+    from vap_env.cli.train_codec import _frames
     from vap_env.recording import collect
-    from vap_env.train.codec_command import _frames
 
     push, reach = tmp_path / "push", tmp_path / "reach"
     collect("panda", "push", 3, "scripted", push, image_size=16, max_steps=5, progress=False)

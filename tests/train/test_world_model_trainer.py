@@ -15,6 +15,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from vap_env.cli import build_parser
+from vap_env.cli.train import _model_config
 from vap_env.model.checkpoint import module_fingerprint
 from vap_env.model.codec import FrameAutoencoder, load_codec
 from vap_env.model.config import WorldModelConfig
@@ -22,7 +23,6 @@ from vap_env.model.transformer import base_state_dict
 from vap_env.model.world_model import ActionToVideoModel
 from vap_env.recording import collect
 from vap_env.train.clips import ClipConfig, ClipDataset
-from vap_env.train.commands import _model_config
 from vap_env.train.world_model_trainer import (
     EpochBatchSampler,
     LatentClips,
