@@ -95,7 +95,7 @@ def test_evaluate_config_names_the_field_in_its_errors() -> None:
 
 
 def _documented_commands(text: str) -> list[list[str]]:
-    """The ``vap-env`` argument lists in shell text: continuation lines joined, comments and env vars dropped."""
+    """The ``vap-env`` argument lists in shell text (continuations joined, comments, env vars dropped)."""
     commands = []
     for line in text.replace("\\\n", " ").splitlines():
         words = shlex.split(line, comments=True) if "vap-env " in line else []

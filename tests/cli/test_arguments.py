@@ -85,7 +85,8 @@ def test_help_is_the_docstring_entry_as_plain_text_with_the_default() -> None:
     assert _help(parser, "--name") == "the run's `name`; default: run"
     assert _help(parser, "--size") == "image side; by default (`None`) the data's"  # None: no "default:"
     assert _help(parser, "--channels").endswith("from 10%% of full resolution down; default: 16,32")
-    assert _help(parser, "--kind") == "PSNR kind of the model; default: small"  # an acronym keeps its capitals
+    # an acronym keeps its capitals
+    assert _help(parser, "--kind") == "PSNR kind of the model; default: small"
     assert _help(parser, "--no-shuffle") == "shuffle the clips (on by default: this flag turns it off)"
     assert "--help" in parser.format_help()  # argparse formats every help (a lone % would raise here)
 
@@ -100,7 +101,8 @@ def test_a_flag_overrides_name_default_help_and_metavar() -> None:
     args = parser.parse_args(["--path", "p", "--iterations", "3"])
     assert config_values(args, flags) == {"path": "p", "steps": 3, "name": "run"}
     assert parser.parse_args(["--path", "p"]).steps is None
-    assert _help(parser, "--iterations") == "optimizer steps in all (a continuation line); default: the preset's"
+    expected = "optimizer steps in all (a continuation line); default: the preset's"
+    assert _help(parser, "--iterations") == expected
     assert _help(parser, "--name") == "what to call it; also the folder; default: run"
     assert "--iterations K" in parser.format_usage()
 

@@ -5,9 +5,9 @@ name, the type from the annotation, the default from the field's, and the help f
 ``Args:`` docstring entry with ``default: X`` appended. :func:`config_values` reads them back, keyed by field
 name, ready for ``Config(**values)``.
 
-A hundred lines here rather than tyro (what CleanRL uses): tyro would be one more dependency and would expose
-every field, while each command shows a chosen few, some with a command-specific meaning of their default
-(``None``: "the saved model's").
+This small module rather than tyro (what CleanRL uses): tyro is not a dependency and would be one more, and it
+exposes every field, while each command shows a chosen few (the command line stays what it was), some with a
+command-specific default (``None`` for "the saved model's").
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def add_config_flags(
 
     Raises:
         ValueError: A field that ``config_class`` lacks, that its ``Args:`` docstring does not explain, or
-            whose annotation is none of ``int``, ``float``, ``str``, ``bool``, ``X | None``, ``tuple[X, ...]``.
+            whose annotation is none of ``int``, ``float``, ``str``, ``bool``, ``X | None`` and
+            ``tuple[X, ...]`` (unless its :class:`Flag` has a ``type``).
     """
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     hints = typing.get_type_hints(config_class)
@@ -106,7 +107,9 @@ def add_config_flags(
             raise ValueError(
                 f"{config_class.__name__}'s `Args:` docstring has no entry {spec.field!r}: document the field"
             )
-        kind = _kind(hints[spec.field], f"{config_class.__name__}.{spec.field}")
+        # a Flag's own `type` parses any annotation; the kind then only says it is no switch
+        where = f"{config_class.__name__}.{spec.field}"
+        kind = (object, None) if spec.type else _kind(hints[spec.field], where)
         option, options = _argument(spec, fields[spec.field], kind, spec.help or docs[spec.field])
         parser.add_argument(option, **options)
 

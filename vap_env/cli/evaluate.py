@@ -39,7 +39,7 @@ examples:
 """
 
 WORLD_FLAGS = ("robot", "task", "seed", "camera", Flag("num_inference_steps", flag="--inference-steps"))
-"""The :class:`EvaluateConfig` fields that ``evaluate`` and ``rollout`` both expose: the world and its seed."""
+"""The :class:`EvaluateConfig` fields ``evaluate`` and ``rollout`` both expose: the world and its seed."""
 
 
 def split_policies(text: str) -> list[str]:
@@ -90,7 +90,9 @@ def add_world_flags(parser: argparse.ArgumentParser) -> None:
         "tiny Panda push and reach model, 64x64); default: default",
     )
     add_config_flags(parser, EvaluateConfig, WORLD_FLAGS[:4])
-    parser.add_argument("--device", default=None, help="where the model runs (cpu, cuda, cuda:1); default: cpu")
+    parser.add_argument(
+        "--device", default=None, help="where the model runs (cpu, cuda, cuda:1); default: cpu"
+    )
     add_config_flags(parser, EvaluateConfig, WORLD_FLAGS[4:])
 
 

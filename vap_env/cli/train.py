@@ -128,7 +128,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="continue from the last checkpoint in --out (same step, optimizer and RNG state)",
     )
     add_config_flags(p.add_argument_group("model (WorldModelConfig)"), WorldModelConfig, MODEL_FLAGS)
-    add_config_flags(p.add_argument_group("training (WorldModelTrainConfig)"), WorldModelTrainConfig, TRAIN_FLAGS)
+    training = p.add_argument_group("training (WorldModelTrainConfig)")
+    add_config_flags(training, WorldModelTrainConfig, TRAIN_FLAGS)
     p.set_defaults(func=run)
     return p
 

@@ -43,7 +43,8 @@ class EvaluateConfig:
             starts at 0) and the default model's training never drew.
         max_steps: Episode length limit in both worlds; by default (``None``) the task's (push 50, reach
             30).
-        camera: ``fixed``: the robot's default view; ``random``: a viewpoint per seed, the same in both worlds.
+        camera: ``fixed``: the robot's default view; ``random``: a viewpoint per seed, the same in both
+            worlds.
         num_inference_steps: Denoising steps per generated frame; by default (``None``) the model's.
         videos_per_policy: Side-by-side replay videos (simulator | imagined | prompt) written per policy.
         batch_size: Episodes imagined together.
