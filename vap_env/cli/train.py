@@ -52,11 +52,11 @@ examples:
 """
 
 # None: the preset's value, or with --init the saved model's (see _model_config)
-_ATTACHMENT = "(with --init: the saved model's; another value needs a pretrain model)"
+_ATTACHMENT = "(with --init: the saved model's; another {} needs a pretrain model)"
 MODEL_FLAGS = (
-    Flag("prompt", default=None, choices=PROMPT_KINDS, default_text=f"skeleton {_ATTACHMENT}"),
-    Flag("controlnet_layers", default=None, default_text=f"the preset's {_ATTACHMENT}"),
-    Flag("lora_rank", default=None, default_text=f"the preset's {_ATTACHMENT}"),
+    Flag("prompt", default=None, choices=PROMPT_KINDS, default_text="skeleton " + _ATTACHMENT.format("kind")),
+    Flag("controlnet_layers", default=None, default_text="the preset's " + _ATTACHMENT.format("value")),
+    Flag("lora_rank", default=None, default_text="the preset's " + _ATTACHMENT.format("value")),
     Flag("context_frames", default=None, default_text="1 (with --init: the saved model's)"),
     Flag("frames_per_step", default=None, default_text="1 (with --init: the saved model's)"),
     Flag(
