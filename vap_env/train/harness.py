@@ -32,10 +32,9 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
-from diffusers.training_utils import EMAModel
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -48,6 +47,10 @@ from vap_env.model.checkpoint import (
     prune_checkpoints,
     replace_directory,
 )
+
+if TYPE_CHECKING:  # imported where used: the segmenter's fit (inside evaluation) needs neither
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ def create_accelerator(
     Raises:
         ModuleNotFoundError: If ``tensorboard`` is asked for and not installed.
     """
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
     if tensorboard:
         require_tensorboard()
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else None
@@ -239,6 +244,8 @@ def create_ema(accelerator: Accelerator, params: Sequence[torch.nn.Parameter], d
     diffusers' ``EMAModel`` rather than a home-made one: the diffusers training scripts use it, and its
     ``state_dict``/``load_state_dict`` let accelerate checkpoint it with everything else.
     """
+    from diffusers.training_utils import EMAModel
+
     ema = EMAModel(params, decay=decay)
     accelerator.register_for_checkpointing(ema)
     return ema

@@ -13,10 +13,12 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-from accelerate import Accelerator
+from typing import TYPE_CHECKING
 
 from vap_env.train.harness import METRICS_FILE
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 class MetricsLog:

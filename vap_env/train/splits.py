@@ -49,12 +49,16 @@ def split_episodes(
         validation directories.
 
     Raises:
-        ValueError: If no directory is given, a directory holds no episodes, or holding out leaves a
-            directory with none to train on.
+        ValueError: If no directory is given, ``val_episodes`` or ``val_fraction`` is out of range, a
+            directory holds no episodes, or holding out leaves a directory with none to train on.
     """
     data_dirs, val_data_dirs = as_dirs(data_dirs), as_dirs(val_data_dirs)
     if not data_dirs:
         raise ValueError("no training data directory given")
+    if val_episodes is not None and val_episodes < 1:
+        raise ValueError(f"`val_episodes` must be >= 1 or None, got {val_episodes}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"`val_fraction` must be in (0, 1), got {val_fraction}")
     train, heldout, train_names, heldout_names = [], [], [], []
     for data_dir in data_dirs:
         data = EpisodeDataset(data_dir)
