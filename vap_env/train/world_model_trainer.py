@@ -104,7 +104,8 @@ def train_world_model(
         val_data_dir: Held-out episodes, one directory or several; ``None`` holds out the last episodes of
             each ``data_dir``.
         resume: Continue from the last complete checkpoint in ``out_dir`` at its step, with its weights,
-            optimizer, schedule and EMA (clip order and noise are functions of the step); without one, start afresh.
+            optimizer, schedule and EMA (clip order and noise are functions of the step); without one,
+            start afresh.
 
     Returns:
         ``step``, ``start_step``, ``seconds``, ``it_per_s`` (optimizer steps per second, evaluation
