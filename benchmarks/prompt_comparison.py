@@ -56,7 +56,7 @@ def train(args: argparse.Namespace, out: Path, extra: list[str], steps: int) -> 
 
 def _last_row(out: Path) -> dict[str, float]:
     """The last row of a training run's ``metrics.csv`` (``{}`` if it has none)."""
-    from vap_env.train.world_model_trainer import read_metrics
+    from vap_env.train.metrics import read_metrics
 
     rows = read_metrics(out) if (out / "metrics.csv").is_file() else []
     return rows[-1] if rows else {}

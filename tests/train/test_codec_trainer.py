@@ -99,7 +99,7 @@ def test_short_training_run_learns_and_saves_a_loadable_codec(tmp_path: Path) ->
     # The arm and cube score below the whole frame, which the background dominates: measured 19.7 dB (18.1 and
     # 20.2 with seeds 1 and 2), against 13.3-13.9 dB with `foreground_weight=0`.
     assert 16.0 < result["heldout_fg_psnr"] < result["heldout_psnr"] - 3.0
-    assert (tmp_path / "checkpoints" / "step-00060").is_dir()
+    assert (tmp_path / "checkpoints" / "step-000060").is_dir()
 
     codec = load_codec(tmp_path)
     assert isinstance(codec, FrameAutoencoder) and codec.config.scaling_factor == result["scaling_factor"]
@@ -153,7 +153,7 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(tmp_pat
 
     # A run that died after its step-2 checkpoint (and after logging step 4, which resume must drop).
     shutil.copytree(full, resumed)
-    shutil.rmtree(resumed / "checkpoints" / "step-00004")
+    shutil.rmtree(resumed / "checkpoints" / "step-000004")
     for name in ("config.json", "diffusion_pytorch_model.safetensors"):
         (resumed / name).unlink()
     metrics = resumed / "metrics.csv"
@@ -169,7 +169,7 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(tmp_pat
     # the clock counts the whole run: the resumed part starts from the time logged at step 2
     assert rows[0]["elapsed_s"] == 1000.0 < rows[1]["elapsed_s"] < 1000.0 + result["seconds"]
 
-    a, b = full / "checkpoints" / "step-00004", resumed / "checkpoints" / "step-00004"
+    a, b = full / "checkpoints" / "step-000004", resumed / "checkpoints" / "step-000004"
     optimizer_a = torch.load(a / "optimizer.bin", weights_only=False)
     optimizer_b = torch.load(b / "optimizer.bin", weights_only=False)
     assert optimizer_a["state"].keys() == optimizer_b["state"].keys()
@@ -186,7 +186,7 @@ def test_checkpoint_limit_and_refusing_to_overwrite(tmp_path: Path) -> None:
     train, heldout = tabletop_frames(8, size=16), tabletop_frames(2, size=16, seed=1)
     config = _tiny_config(checkpoint_every=1, checkpoints_total_limit=2, foreground_weight=5.0)
     train_codec(train, heldout, tmp_path, config)
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00003", "step-00004"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000003", "step-000004"]
     with pytest.raises(FileExistsError, match="resume=True"):
         train_codec(train, heldout, tmp_path, _tiny_config())
 
@@ -212,11 +212,11 @@ def test_cli_pools_directories_and_holds_out_the_last_episodes_of_each(tmp_path:
     collect("panda", "push", 3, "scripted", push, image_size=16, max_steps=5, progress=False)
     collect("panda", "reach", 2, "scripted", reach, image_size=16, max_steps=4, seed=7, progress=False)
     frames = {d: [e.frames for e in EpisodeDataset(d)] for d in (push, reach)}
-    (train, n_train), (heldout, n_val) = _frames([str(push), str(reach)], 0.1)
+    (train, n_train), (heldout, n_val) = _frames([str(push), str(reach)], None, 0.1)
     assert (n_train, n_val) == (3, 2)  # at least one episode of each directory is held out
     np.testing.assert_array_equal(train, np.concatenate(frames[push][:2] + frames[reach][:1]))
     np.testing.assert_array_equal(heldout, np.concatenate(frames[push][2:] + frames[reach][1:]))
-    everything, n = _frames([str(push), str(reach)])
-    assert n == 5 and len(everything) == len(train) + len(heldout)
-    with pytest.raises(ValueError, match="reach has 2 episode"):
-        _frames([str(reach)], 0.9)
+    (pushed, n), (reached, m) = _frames([str(push)], [str(reach)], 0.1)  # --val-data: nothing held out of --data
+    assert (n, m) == (3, 2) and len(pushed) + len(reached) == len(train) + len(heldout)
+    with pytest.raises(ValueError, match="reach holds 2 episodes: holding out 2 leaves none to train on"):
+        _frames([str(reach)], None, 0.9)

@@ -23,15 +23,11 @@ from vap_env.model.transformer import base_state_dict
 from vap_env.model.world_model import ActionToVideoModel
 from vap_env.recording import collect
 from vap_env.train.clips import ClipConfig, ClipDataset
-from vap_env.train.world_model_trainer import (
-    EpochBatchSampler,
-    LatentClips,
-    WorldModelTrainConfig,
-    build_model,
-    read_metrics,
-    split_episodes,
-    train_world_model,
-)
+from vap_env.train.latent_clips import EpochBatchSampler, LatentClips
+from vap_env.train.metrics import read_metrics
+from vap_env.train.model_setup import build_model
+from vap_env.train.splits import split_episodes
+from vap_env.train.world_model_trainer import WorldModelTrainConfig, train_world_model
 
 TRANSFORMER_WEIGHTS = "transformer/diffusion_pytorch_model.safetensors"
 CONTROLNET_WEIGHTS = "controlnet/diffusion_pytorch_model.safetensors"
@@ -114,15 +110,15 @@ def test_batches_are_a_function_of_their_index() -> None:
 
 
 def test_held_out_episodes_are_whole_episodes(episodes_dir: Path) -> None:
-    train, heldout, files = split_episodes(episodes_dir, None, WorldModelTrainConfig(val_episodes=2))
+    train, heldout, files = split_episodes(episodes_dir, None, val_episodes=2)
     assert (len(train), len(heldout)) == (4, 2)
     assert files["heldout"] == ["episode_000004.npz", "episode_000005.npz"]
     assert not set(files["train"]) & set(files["heldout"])
     assert [e.seed for e in heldout] == [4, 5] and [e.seed for e in train] == [0, 1, 2, 3]
-    train, heldout, _ = split_episodes(episodes_dir, None, WorldModelTrainConfig())  # 10% of 6: one
+    train, heldout, _ = split_episodes(episodes_dir)  # 10% of 6: one
     assert (len(train), len(heldout)) == (5, 1)
     with pytest.raises(ValueError, match="holding out 6 leaves none to train on"):
-        split_episodes(episodes_dir, None, WorldModelTrainConfig(val_episodes=6))
+        split_episodes(episodes_dir, val_episodes=6)
 
 
 def test_several_datasets_are_pooled_and_each_is_validated_on(
@@ -130,12 +126,12 @@ def test_several_datasets_are_pooled_and_each_is_validated_on(
 ) -> None:
     reach = tmp_path / "panda_reach"
     collect("panda", "reach", 3, "scripted:noise=0.5", reach, image_size=32, seed=50, progress=False)
-    train, heldout, files = split_episodes([episodes_dir, reach], None, WorldModelTrainConfig(val_episodes=1))
+    train, heldout, files = split_episodes([episodes_dir, reach], val_episodes=1)
     # the last episode of each directory is held out, so both tasks are validated on
     assert [(e.task, e.seed) for e in heldout] == [("push", 5), ("reach", 52)]
     assert [(e.task, e.seed) for e in train] == [("push", s) for s in range(5)] + [("reach", 50), ("reach", 51)]
     assert files["heldout"] == [f"{episodes_dir}/episode_000005.npz", f"{reach}/episode_000002.npz"]
-    train, heldout, files = split_episodes([episodes_dir, reach], [reach], WorldModelTrainConfig())
+    train, heldout, files = split_episodes([episodes_dir, reach], [reach])
     assert (len(train), len(heldout)) == (9, 3) and files["heldout"][0] == f"{reach}/episode_000000.npz"
 
     out = tmp_path / "run"
@@ -146,7 +142,7 @@ def test_several_datasets_are_pooled_and_each_is_validated_on(
     assert run["data_dir"] == [str(episodes_dir), str(reach)] and run["val_data_dir"] is None
     assert sum(name.startswith(str(reach)) for name in run["episodes"]["train"]) == 2
     length = run["model"]["context_frames"] + run["model"]["frames_per_step"]
-    pooled = split_episodes([episodes_dir, reach], None, WorldModelTrainConfig(val_episodes=1))[0]
+    pooled = split_episodes([episodes_dir, reach], val_episodes=1)[0]
     assert run["clips"]["train"] == sum(len(e.frames) - length + 1 for e in pooled)  # reach clips are in
 
     small = tmp_path / "reach_16"
@@ -339,7 +335,7 @@ def test_training_on_a_codec_caches_its_latents_and_records_it(
 ) -> None:
     codec, other = load_codec(codec_dirs[0]), load_codec(codec_dirs[1])
     model = ActionToVideoModel(tiny_config(patch_size=2), codec=codec)
-    clips = ClipDataset(list(split_episodes(episodes_dir, None, fast_config())[0])[:2], ClipConfig())
+    clips = ClipDataset(list(split_episodes(episodes_dir, val_episodes=1)[0])[:2], ClipConfig())
     cached = LatentClips(clips, model)
     for index in (0, 7, len(clips) - 1):
         item = clips[index]

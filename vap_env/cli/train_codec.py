@@ -75,25 +75,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _frames(paths: list[str], val_fraction: float | None = None):
-    """Frames of the episodes in ``paths``, pooled: ``(frames, episodes)``; with ``val_fraction``, the
-    ``(train, heldout)`` split of each directory's episodes (its last ones held out) as two such pairs."""
+def _frames(data: list[str], val_data: list[str] | None, val_fraction: float):
+    """``((train_frames, n_train), (heldout_frames, n_heldout))``, pooled over the directories and split as
+    every trainer splits (:func:`vap_env.train.splits.split_episodes`)."""
     import numpy as np
 
-    from vap_env.data import EpisodeDataset
+    from vap_env.train.splits import split_episodes
 
-    train, heldout = ([], 0), ([], 0)
-    for path in paths:
-        ds = EpisodeDataset(path)
-        n_val = 0 if val_fraction is None else max(1, int(round(len(ds) * val_fraction)))
-        if len(ds) - n_val < 1:
-            raise ValueError(
-                f"{path} has {len(ds)} episode(s): too few to hold some out; pass --val-data DIR"
-            )
-        train = (train[0] + [ds[i].frames for i in range(len(ds) - n_val)], train[1] + len(ds) - n_val)
-        heldout = (heldout[0] + [ds[i].frames for i in range(len(ds) - n_val, len(ds))], heldout[1] + n_val)
-    pooled = [(np.concatenate(f) if f else None, n) for f, n in (train, heldout)]
-    return pooled[0] if val_fraction is None else pooled
+    train, heldout, _ = split_episodes(data, val_data, val_fraction=val_fraction)
+    return [(np.concatenate([e.frames for e in part]), len(part)) for part in (train, heldout)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,13 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from vap_env.train.codec_trainer import train_codec
 
     config = CodecTrainConfig(**config_values(args, TRAIN_FLAGS))
-    if args.val_data:
-        train, n_train = _frames(args.data)
-        heldout, n_val = _frames(args.val_data)
-    else:
-        if not 0 < args.val_fraction < 1:
-            raise ValueError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-        (train, n_train), (heldout, n_val) = _frames(args.data, args.val_fraction)
+    (train, n_train), (heldout, n_val) = _frames(args.data, args.val_data, args.val_fraction)
     print(
         f"training frames: {len(train)} from {n_train} episodes; held-out frames: {len(heldout)} from {n_val} "
         "episodes",

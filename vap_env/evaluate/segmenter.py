@@ -40,6 +40,7 @@ from vap_env.envs.estimation import CubeDetector
 from vap_env.evaluate.metrics import frame_iou
 from vap_env.model.checkpoint import atomic_directory, load_weights_file, save_weights_file
 from vap_env.model.codec import Codec, PixelCodec
+from vap_env.train.harness import optimizer_step, progress_bar
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "segmenter.json"
@@ -376,7 +377,10 @@ def fit_segmenter(
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps)
     start = time.perf_counter()
-    for _ in tqdm(range(config.steps), desc="fit segmenter", unit="step", disable=not progress):
+    # The harness's step and progress bar, without an accelerator: the fit runs in-process at the start of
+    # an evaluation, on the CPU whatever the evaluation runs on, and keeps nothing but the returned net.
+    bar = progress_bar(config.steps, "fit segmenter", unit="step", disable=not progress)
+    for _ in range(config.steps):
         index = torch.randint(0, len(images), (config.batch_size,), generator=generator)
         batch = images[index]
         if recon is not None:
@@ -385,10 +389,9 @@ def fit_segmenter(
         clean = torch.rand(config.batch_size, generator=generator) < config.clean_fraction
         batch = torch.where(clean[:, None, None, None], batch, degrade(batch, generator))
         loss = F.binary_cross_entropy_with_logits(net(batch), targets[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        optimizer_step(loss, optimizer, schedule, net.parameters(), grad_clip=None)
+        bar.update(1)
+    bar.close()
     net.eval()
     seconds = time.perf_counter() - start
     with torch.no_grad():

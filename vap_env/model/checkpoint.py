@@ -5,8 +5,9 @@ One place for the file logic that the world model, the codec and the trainers sh
 * :func:`atomic_directory` writes a directory so that a crash never leaves a half-written one in place;
 * :func:`check_weights_file`, :func:`check_model_weights`, :func:`load_weights_file` and
   :func:`save_weights_file` read and write safetensors with errors that name the file;
-* :func:`list_checkpoints`, :func:`last_checkpoint` and :func:`prune_checkpoints` manage the
-  ``step-XXXXXX`` folders a trainer's ``accelerator.save_state`` calls write;
+* :func:`checkpoint_name`, :func:`mark_complete`, :func:`list_checkpoints`, :func:`last_checkpoint` and
+  :func:`prune_checkpoints` manage the ``step-XXXXXX`` folders of training checkpoints (written by
+  :class:`vap_env.train.harness.Checkpoints`): a folder counts only once its completion marker is in it;
 * :func:`module_fingerprint` identifies a module's configuration and weights (which codec a world model was
   trained with).
 """
@@ -30,6 +31,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 CHECKPOINT_PREFIX = "step-"
+COMPLETE_MARKER = "checkpoint.json"
+"""The file written last into a checkpoint folder: without it the folder is not a checkpoint."""
 
 
 @contextlib.contextmanager
@@ -46,13 +49,22 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_directory(tmp, target)
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Renames the finished directory ``source`` onto ``target`` (a sibling), replacing any old ``target``.
+
+    The old ``target`` is first moved aside, so that at every moment one whole version is in place or being
+    renamed (``os.replace`` cannot replace a non-empty directory in one step).
+    """
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         os.replace(target, old / target.name)
-        os.replace(tmp, target)
+        os.replace(source, target)
         shutil.rmtree(old)
     else:
-        os.replace(tmp, target)
+        os.replace(source, target)
 
 
 # ---------------------------------------------------------------------- weight files
@@ -105,29 +117,52 @@ def checkpoint_name(step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{step:06d}"
 
 
-def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """The ``(step, path)`` of every ``step-<digits>`` folder in ``directory``, by step; ``[]`` if none.
+def mark_complete(checkpoint: Path, step: int) -> None:
+    """Writes the completion marker into a checkpoint folder: the last file of a checkpoint.
 
-    Temporary folders of an interrupted save (hidden names) are not checkpoints and are skipped.
+    The marker is flushed to disk before it returns, so that the rename that follows cannot reach the disk
+    ahead of it.
+    """
+    with (checkpoint / COMPLETE_MARKER).open("w") as f:
+        f.write(json.dumps({"step": step, "complete": True}))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """Whether a checkpoint folder holds its completion marker (:func:`mark_complete`)."""
+    return (checkpoint / COMPLETE_MARKER).is_file()
+
+
+def list_checkpoints(directory: Path, complete_only: bool = True) -> list[tuple[int, Path]]:
+    """The ``(step, path)`` of the ``step-<digits>`` folders in ``directory``, by step; ``[]`` if none.
+
+    Temporary folders of an interrupted save (hidden names) are never checkpoints. With ``complete_only``,
+    folders without the completion marker (cut off mid-write, copied in part, or written before markers
+    existed) are skipped too.
     """
     if not directory.is_dir():
         return []
     found = []
     for path in directory.iterdir():
         digits = path.name.removeprefix(CHECKPOINT_PREFIX)
-        if path.is_dir() and path.name.startswith(CHECKPOINT_PREFIX) and digits.isdigit():
+        named = path.is_dir() and path.name.startswith(CHECKPOINT_PREFIX) and digits.isdigit()
+        if named and (not complete_only or is_complete(path)):
             found.append((int(digits), path))
     return sorted(found)
 
 
 def last_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint folder of the highest step in ``directory``, or ``None``."""
+    """The complete checkpoint folder of the highest step in ``directory``, or ``None``."""
     checkpoints = list_checkpoints(directory)
     return checkpoints[-1][1] if checkpoints else None
 
 
 def prune_checkpoints(directory: Path, keep: int | None) -> list[Path]:
-    """Deletes all but the ``keep`` latest checkpoints (``None`` keeps all); returns the deleted folders."""
+    """Deletes all but the ``keep`` latest complete checkpoints (``None`` keeps all); returns those deleted.
+
+    Incomplete folders are left alone: a save of their step replaces them.
+    """
     if keep is None:
         return []
     doomed = [path for _, path in list_checkpoints(directory)[:-keep]] if keep > 0 else []

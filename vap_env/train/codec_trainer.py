@@ -1,41 +1,41 @@
 """Training loop of the per-frame codec (:class:`~vap_env.model.codec.FrameAutoencoder`).
 
-One ``accelerate`` loop: it runs unchanged under plain ``python`` on a CPU and under ``accelerate launch``
-(DDP on GPUs, several nodes). Frames live in memory as one uint8 tensor and batches are drawn from it at
-random — no flips or crops, because the robot's geometry in the image is what the world model must learn.
+One ``accelerate`` loop on the training harness (:mod:`vap_env.train.harness`): it runs unchanged under
+plain ``python`` on a CPU and under ``accelerate launch`` (DDP on GPUs, several nodes). Frames live in
+memory as one uint8 tensor and batches are drawn from it at random — no flips or crops, because the robot's
+geometry in the image is what the world model must learn.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
 import math
 import os
 import shutil
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.optimization import get_scheduler
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from vap_env.evaluate.image_metrics import masked_psnr, psnr, ssim
 from vap_env.model.codec import FrameAutoencoder, frames_to_tensor, tensor_to_frames
 from vap_env.train.config import CodecTrainConfig
+from vap_env.train.harness import (
+    Checkpoints,
+    RunDirectory,
+    StepState,
+    create_accelerator,
+    optimizer_step,
+    progress_bar,
+    share_cpu_threads,
+)
+from vap_env.train.metrics import MetricsLog
 
-logger = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.csv"
-CHECKPOINTS_DIR = "checkpoints"
-_METRIC_FIELDS = (
+METRIC_FIELDS = (
     "step",
     "train_loss",
     "l1",
@@ -50,7 +50,7 @@ _METRIC_FIELDS = (
 )
 
 
-class _FrameSampler:
+class _FrameSampler(StepState):
     """Draws the random batch indices of each step; its step count travels in the checkpoints.
 
     The indices are a pure function of (seed, process, step), so a resumed run draws the same batches as an
@@ -59,20 +59,14 @@ class _FrameSampler:
     """
 
     def __init__(self, num_frames: int, batch_size: int, seed: int, process_index: int) -> None:
+        super().__init__()
         self.num_frames, self.batch_size = num_frames, batch_size
         self.seed, self.process_index = seed, process_index
-        self.step = 0
 
     def next_indices(self) -> Tensor:
         entropy = np.random.SeedSequence([self.seed, self.process_index, self.step]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(entropy))
         return torch.randint(self.num_frames, (self.batch_size,), generator=generator)
-
-    def state_dict(self) -> dict:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
 
 
 def sobel_edges(images: Tensor) -> Tensor:
@@ -161,58 +155,12 @@ def evaluate_reconstruction(
     return result
 
 
-def _last_checkpoint(checkpoint_dir: Path) -> Path | None:
-    steps = [p for p in checkpoint_dir.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
-    return max(steps, key=lambda p: int(p.name[5:]), default=None)
+class _LossMeans:
+    """Running means of the loss parts between evaluations (this process's)."""
 
-
-def _save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, step: int, limit: int | None) -> None:
-    # Written to a temporary name and renamed, so a crash mid-save never leaves a checkpoint that looks whole.
-    final = checkpoint_dir / f"step-{step:05d}"
-    tmp = checkpoint_dir / f".tmp-step-{step:05d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        if limit is not None:
-            kept = sorted(
-                (p for p in checkpoint_dir.glob("step-*") if p.name[5:].isdigit()),
-                key=lambda p: int(p.name[5:]),
-            )
-            for old in kept[:-limit]:
-                shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-
-
-class _MetricsLog:
-    """Running means of the loss parts between evaluations, and the rows of ``metrics.csv``."""
-
-    def __init__(self, path: Path, offset: float = 0.0) -> None:
-        # ``offset``: training seconds before a resume, so that ``elapsed_s`` counts the whole run
-        self.path, self.begin = path, time.perf_counter() - offset
+    def __init__(self) -> None:
         self.sums: dict[str, float] = {}
         self.count = 0
-
-    @staticmethod
-    def start(path: Path, start_step: int) -> float:
-        """Starts the file, or on resume drops the rows written after the checkpoint being resumed.
-
-        Returns:
-            The ``elapsed_s`` of the last row kept (0 for a new run): the training time before the resume.
-        """
-        rows = []
-        if start_step > 0 and path.exists():
-            with path.open(newline="") as f:
-                rows = [row for row in csv.DictReader(f) if int(row["step"]) <= start_step]
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=_METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        return float(rows[-1]["elapsed_s"]) if rows and rows[-1].get("elapsed_s") else 0.0
 
     def add(self, values: dict[str, Tensor]) -> None:
         for k, v in values.items():
@@ -222,19 +170,11 @@ class _MetricsLog:
     def means(self) -> dict[str, float]:
         return {k: v / max(self.count, 1) for k, v in self.sums.items()}
 
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.begin
-
     def pop_means(self) -> dict[str, float]:
         """The means since the last call, restarting them."""
         means = self.means()
         self.sums, self.count = {}, 0
         return means
-
-    def write(self, step: int, means: dict[str, float], lr: float, evaluation: dict[str, float]) -> None:
-        row = {"step": step, **means, "lr": lr, **evaluation, "elapsed_s": self.elapsed()}
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=_METRIC_FIELDS).writerow(row)
 
 
 def _save_final_model(model: FrameAutoencoder, out_dir: Path) -> None:
@@ -257,9 +197,10 @@ def train_codec(
 ) -> dict[str, float]:
     """Trains a :class:`FrameAutoencoder` on frames and saves it, loadable by ``load_codec(out_dir)``.
 
-    Writes into ``out_dir``: ``metrics.csv`` (held-out PSNR/SSIM every ``eval_every`` steps),
-    ``checkpoints/step-XXXXX`` (``accelerator.save_state``) and, at the end, the model's ``config.json`` and
-    safetensors weights, with the latent scaling factor computed on the training frames.
+    Writes into ``out_dir`` (a run directory, :class:`~vap_env.train.harness.RunDirectory`): ``metrics.csv``
+    (held-out PSNR/SSIM every ``eval_every`` steps), ``checkpoints/step-XXXXXX`` (``accelerator.save_state``),
+    ``train_config.json`` and, at the end, the model's ``config.json`` and safetensors weights, with the
+    latent scaling factor computed on the training frames.
 
     Args:
         train_frames: ``(N, H, W, 3)`` uint8 training frames.
@@ -280,12 +221,7 @@ def train_codec(
     """
     config = config or CodecTrainConfig()
     out_dir = Path(out_dir)
-    checkpoint_dir = out_dir / CHECKPOINTS_DIR
-    last = _last_checkpoint(checkpoint_dir)
-    if last is not None and not resume:
-        raise FileExistsError(
-            f"{checkpoint_dir} already holds checkpoints: pass resume=True or use another out_dir"
-        )
+    run_dir = RunDirectory(out_dir, resume)
     train = _prepare_frames(train_frames, "train_frames", config.image_size, config.downsample)
     heldout = _prepare_frames(heldout_frames, "heldout_frames", config.image_size, config.downsample)
     if heldout.shape[1:] != train.shape[1:]:
@@ -297,11 +233,8 @@ def train_codec(
     heldout_foreground = foreground_mask(heldout, background, config.foreground_threshold)
 
     # 1. Accelerator, threads and the seeded model (identical on every process).
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
-    if accelerator.device.type == "cpu":
-        torch.set_num_threads(
-            config.num_threads or max(1, (os.cpu_count() or 1) // accelerator.num_processes)
-        )
+    accelerator = create_accelerator(config.mixed_precision)
+    share_cpu_threads(accelerator, config.num_threads)
     set_seed(config.seed)
     model = FrameAutoencoder(
         latent_channels=config.latent_channels,
@@ -317,27 +250,23 @@ def train_codec(
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     sampler = _FrameSampler(len(train), config.batch_size, config.seed, accelerator.process_index)
     accelerator.register_for_checkpointing(sampler)
+    checkpoints = Checkpoints(accelerator, run_dir.checkpoints, config.checkpoints_total_limit)
 
     # 2. Resume.
-    if resume and last is not None:
-        accelerator.load_state(str(last))
-        logger.info("resumed from %s at step %d", last, sampler.step)
-    start_step, trained_seconds = sampler.step, 0.0
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint_dir.mkdir(exist_ok=True)
-        trained_seconds = _MetricsLog.start(out_dir / METRICS_FILE, start_step)
-        with open(out_dir / "codec_train_config.json", "w") as f:
-            f.write(json.dumps(asdict(config), indent=2))
+    if run_dir.resume_from is not None:
+        checkpoints.load(run_dir.resume_from)
+    start_step = sampler.step
+    run_dir.write_config(
+        accelerator, train=config, frames={"train": len(train), "heldout": len(heldout)}
+    )
 
     # 3. The loop.
     unwrapped: FrameAutoencoder = accelerator.unwrap_model(model)
-    log = _MetricsLog(out_dir / METRICS_FILE, trained_seconds)
+    log = MetricsLog(accelerator, run_dir.metrics, METRIC_FIELDS, start_step)
+    losses = _LossMeans()
     result: dict[str, float] = {"heldout_psnr": math.nan, "heldout_ssim": math.nan, "train_loss": math.nan}
     background = background.to(accelerator.device)
-    progress = tqdm(
-        total=config.steps, initial=start_step, desc="codec", disable=not accelerator.is_local_main_process
-    )
+    progress = progress_bar(config.steps, "codec", start_step, accelerator)
     model.train()
     while sampler.step < config.steps:
         frames = train[sampler.next_indices()].to(accelerator.device)
@@ -350,29 +279,24 @@ def train_codec(
             recon, latents = model(images)
             parts = reconstruction_losses(recon, images, latents, pixel_weights)
             loss = sum(getattr(config, f"{k}_weight") * v for k, v in parts.items())
-        accelerator.backward(loss)
-        if config.grad_clip is not None:
-            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(loss, optimizer, lr_scheduler, model.parameters(), config.grad_clip, accelerator)
         sampler.step += 1
-        log.add({"train_loss": loss, **parts})
+        losses.add({"train_loss": loss, **parts})
         progress.update(1)
         last_step = sampler.step == config.steps
         if sampler.step % 10 == 0:
-            progress.set_postfix(loss=f"{log.means()['train_loss']:.4f}")
+            progress.set_postfix(loss=f"{losses.means()['train_loss']:.4f}")
         if sampler.step % config.eval_every == 0 or last_step:
-            means = log.pop_means()
+            means = losses.pop_means()
             if accelerator.is_main_process:
                 evaluation = evaluate_reconstruction(unwrapped, heldout, heldout_foreground)
                 result |= evaluation
-                log.write(sampler.step, means, lr_scheduler.get_last_lr()[0], evaluation)
+                log.write(sampler.step, {**means, "lr": lr_scheduler.get_last_lr()[0], **evaluation})
                 psnr_text = f"{evaluation['heldout_psnr']:.2f}"
                 progress.set_postfix(loss=f"{means['train_loss']:.4f}", psnr=psnr_text)
             result["train_loss"] = means["train_loss"]
         if sampler.step % config.checkpoint_every == 0 or last_step:
-            _save_checkpoint(accelerator, checkpoint_dir, sampler.step, config.checkpoints_total_limit)
+            checkpoints.save(sampler.step)
     progress.close()
 
     # 4. A resumed run that had already finished evaluates the final model once more.

@@ -1,0 +1,165 @@
+"""Training data of the world model: clips of cached codec latents and the order they are drawn in.
+
+The codec is frozen, so the latents of every training frame are computed once and kept in memory
+(:class:`LatentClips`); :class:`EpochBatchSampler` draws batches of them as a pure function of the batch's
+index, so a resumed run draws exactly the batches of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from vap_env.data import Episode
+from vap_env.model.codec import frames_to_tensor
+from vap_env.model.config import WorldModelConfig
+from vap_env.model.world_model import ActionToVideoModel
+from vap_env.train.clips import ClipConfig, ClipDataset
+from vap_env.train.config import WorldModelTrainConfig
+
+
+def check_data_fits(config: WorldModelConfig, episodes: list[Episode], where: str) -> None:
+    """Raises ``ValueError`` if the episodes are of another robot or image size than the model."""
+    robots, sizes = {e.robot for e in episodes}, {tuple(e.image_size) for e in episodes}
+    if robots != {config.robot} or sizes != {tuple(config.image_size)}:
+        found = ", ".join(f"{r} at {h}x{w}" for r in sorted(robots) for h, w in sorted(sizes))
+        h, w = config.image_size
+        raise ValueError(
+            f"the data in {where} is {found}, but the model is for {config.robot} at {h}x{w}: record data "
+            "for the model's robot and image size, or train a new model"
+        )
+
+
+def make_clips(
+    model_config: WorldModelConfig,
+    config: WorldModelTrainConfig,
+    train: list[Episode],
+    heldout: list[Episode],
+    where: tuple[str, str],
+) -> tuple[ClipDataset, ClipDataset]:
+    """The training and held-out clips for the model, after checking that the episodes fit it.
+
+    Args:
+        model_config: The model (robot, image size, prompt kind, frames, state size).
+        config: The interaction-region settings.
+        train: Training episodes.
+        heldout: Held-out episodes.
+        where: The directories of both, for error messages.
+
+    Raises:
+        ValueError: If the episodes are of another robot, image size or state size than the model.
+    """
+    check_data_fits(model_config, train, where[0])
+    check_data_fits(model_config, heldout, where[1])
+    clip_config = ClipConfig(
+        prompt=model_config.prompt,
+        context_frames=model_config.context_frames,
+        target_frames=model_config.frames_per_step,
+        interaction_weight=config.interaction_weight,
+        interaction_radius=config.interaction_radius,
+    )
+    train_clips, heldout_clips = ClipDataset(train, clip_config), ClipDataset(heldout, clip_config)
+    if model_config.prompt == "state" and train_clips.prompts[0].shape[-1] != model_config.state_dim:
+        raise ValueError(
+            f"the data's state prompts have {train_clips.prompts[0].shape[-1]} values, the model's "
+            f"`state_dim` is {model_config.state_dim}"
+        )
+    return train_clips, heldout_clips
+
+
+class LatentClips(torch.utils.data.Dataset):
+    """The clips of a :class:`ClipDataset` with their frames replaced by cached codec latents.
+
+    A per-frame codec (``temporal_factor`` 1) encodes every frame once and clips are cut from those; a
+    temporal codec encodes each clip whole. Items: ``latents`` ``(Tc' + Tf', C, h, w)`` float32,
+    ``prompts`` as the clip dataset gives them, ``weight`` ``(Tf, 1, H, W)``.
+
+    Args:
+        clips: The clips.
+        model: The model whose codec encodes them (on its device); the cache lives on the CPU.
+        batch_size: Frames (or clips) encoded at a time.
+    """
+
+    def __init__(self, clips: ClipDataset, model: ActionToVideoModel, batch_size: int = 64) -> None:
+        self.clips = clips
+        self.per_frame = model.codec.temporal_factor == 1
+        self.cache: list[Tensor] = []
+        with torch.no_grad():
+            if self.per_frame:
+                for frames in clips.frames:  # (T, H, W, 3) uint8 per episode
+                    parts = [
+                        model.codec.encode(
+                            frames_to_tensor(frames[i : i + batch_size])[None].to(model.device)
+                        )
+                        for i in range(0, len(frames), batch_size)
+                    ]
+                    self.cache.append(torch.cat(parts, dim=1)[0].float().cpu())
+            else:
+                for start in range(0, len(clips), batch_size):
+                    items = [clips[i] for i in range(start, min(start + batch_size, len(clips)))]
+                    context = torch.stack([item["context"] for item in items])
+                    target = torch.stack([item["target"] for item in items])
+                    self.cache.extend(model.encode_clip(context, target).float().cpu().unbind(0))
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        item = self.clips[index]
+        if self.per_frame:
+            episode, start = self.clips.index[index]
+            latents = self.cache[episode][start : start + self.clips.config.clip_length]
+        else:
+            latents = self.cache[index]
+        return {"latents": latents, "prompts": item["prompts"], "weight": item["weight"]}
+
+
+class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Endless batches of clip indices: a fresh seeded permutation per epoch, sharded over processes.
+
+    Batch ``k`` is a pure function of ``(seed, k, process)``, so a run resumed at micro-batch ``k`` draws
+    exactly the batches an uninterrupted run would, with no sampler state to save (and ``DataLoader``
+    workers prefetching ahead change nothing). Each process takes every ``num_processes``-th index of the
+    permutation, as ``accelerate``'s sharding would; the last incomplete batch of an epoch is dropped.
+
+    Args:
+        num_items: Clips in the dataset.
+        batch_size: Clips per batch.
+        seed: Seed of the permutations.
+        process_index: This process.
+        num_processes: Processes sharing the data.
+        start: The first batch to yield (micro-batches already consumed).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int,
+        process_index: int = 0,
+        num_processes: int = 1,
+        start: int = 0,
+    ) -> None:
+        self.batches_per_epoch = num_items // num_processes // batch_size
+        if self.batches_per_epoch < 1:
+            raise ValueError(
+                f"{num_items} training clips cannot fill a batch of {batch_size} on each of {num_processes} "
+                "process(es): lower the batch size or record more episodes"
+            )
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.process_index, self.num_processes, self.start = process_index, num_processes, start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batch, epoch, order = self.start, -1, torch.empty(0, dtype=torch.long)
+        while True:
+            if batch // self.batches_per_epoch != epoch:
+                epoch = batch // self.batches_per_epoch
+                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                order = torch.randperm(self.num_items, generator=generator)[
+                    self.process_index :: self.num_processes
+                ]
+            offset = (batch % self.batches_per_epoch) * self.batch_size
+            yield order[offset : offset + self.batch_size].tolist()
+            batch += 1

@@ -1,0 +1,82 @@
+"""The model a world-model run trains, and its loss as a module: new, or started from a saved model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from vap_env.model.codec import load_codec
+from vap_env.model.config import WorldModelConfig
+from vap_env.model.world_model import ActionToVideoModel, load_config
+
+
+def build_model(
+    model_config: WorldModelConfig | None, codec_dir: Path | None, init_from: Path | None, seed: int
+) -> ActionToVideoModel:
+    """The model to train: new from ``model_config``, or the weights of ``init_from``.
+
+    With ``init_from``, ``model_config`` (optional) may change only the training fields
+    (:data:`~vap_env.model.config.TRAINING_FIELDS`: stage, control dropout, context noise, sampling steps);
+    its architecture, robot and image size must be the saved model's. Going from a ``pretrain`` model to
+    another stage re-copies the ControlNet from the pretrained base
+    (:meth:`ActionToVideoModel.recopy_controlnet`). A ``pretrain`` model also takes a ``model_config`` that
+    differs in the attachment fields (:data:`~vap_env.model.config.ATTACHMENT_FIELDS`: prompt kind,
+    ControlNet, LoRA, state embedder): then the model is the saved base with that new, freshly initialised
+    conditioning (:meth:`ActionToVideoModel.from_pretrained_base`), which is how several conditioning
+    variants (e.g. the ControlNet-only and LoRA-only ablations) start from one pretrained base.
+    New weights are drawn from ``seed`` without touching the global random state.
+
+    Raises:
+        ValueError: If the stage is ``control`` without ``init_from``, the configs disagree (attachment
+            fields may differ only from a ``pretrain`` model), or the codec of ``codec_dir`` is not the one
+            ``init_from`` was trained with.
+    """
+    codec = load_codec(codec_dir) if codec_dir is not None else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if init_from is None:
+            if model_config is None:
+                raise ValueError("pass a model config for a new model, or `init_from` a saved one")
+            if model_config.stage == "control":
+                raise ValueError(
+                    "stage 'control' trains a ControlNet beside a frozen base: pass `init_from` a pretrain "
+                    "output (its model/ directory), or train stage 'joint' from scratch"
+                )
+            return ActionToVideoModel(model_config, codec)
+        if model_config is not None and load_config(init_from).attachment_differences(model_config):
+            # a new conditioning on the saved base (which refuses any other change, or a non-pretrain model)
+            return ActionToVideoModel.from_pretrained_base(init_from, model_config, codec=codec)
+        model = ActionToVideoModel.from_pretrained(init_from, codec=codec)
+        trained_stage = model.config.stage
+        if model_config is not None:
+            differences = model.config.architecture_differences(model_config)
+            if differences:
+                listed = ", ".join(f"{k}: saved {a!r}, requested {b!r}" for k, (a, b) in differences.items())
+                raise ValueError(f"the model config does not fit the model in {init_from} ({listed})")
+            for name in ("control_dropout", "context_noise_log_sigma", "context_noise_log_sigma_std"):
+                setattr(model.config, name, getattr(model_config, name))
+            model.config.num_inference_steps = model_config.num_inference_steps
+            model.set_stage(model_config.stage)
+        if trained_stage == "pretrain" and model.config.stage != "pretrain" and model.controlnet is not None:
+            model.recopy_controlnet()
+    return model
+
+
+class DiffusionLoss(nn.Module):
+    """The model's latent training loss as a module's ``forward``.
+
+    DDP (through ``accelerator.prepare``) synchronises gradients only for calls of the wrapped module's
+    ``forward``, not of other methods such as ``latent_training_loss``.
+    """
+
+    def __init__(self, model: ActionToVideoModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, latents: Tensor, prompts: Tensor | None, weight: Tensor, generator: torch.Generator
+    ) -> Tensor:
+        """Loss of ``(B, Tc' + Tf', C, h, w)`` latents (:meth:`ActionToVideoModel.latent_training_loss`)."""
+        return self.model.latent_training_loss(latents, prompts, generator, loss_weight=weight)
