@@ -26,7 +26,8 @@ from vap_env.envs.imagined_world import load_world_model
 from vap_env.envs.vector_env import WorldModelVectorEnv
 from vap_env.model.codec import FrameAutoencoder
 from vap_env.model.world_model import ActionToVideoModel, WorldModelConfig
-from vap_env.sim.registration import MAX_EPISODE_STEPS, env_id
+from vap_env.sim.registration import env_id
+from vap_env.tasks import TASKS, task_spec
 
 
 def tiny_model(robot: str, device: str) -> ActionToVideoModel:
@@ -43,7 +44,7 @@ def imagined_steps_per_second(
     venv = WorldModelVectorEnv(
         model,
         num_envs=num_envs,
-        max_episode_steps=MAX_EPISODE_STEPS[task],
+        max_episode_steps=task_spec(task).max_episode_steps,
         task=task,
         num_inference_steps=num_inference_steps,
     )
@@ -69,7 +70,7 @@ def main() -> None:
         "--model", default=None, help="a saved world model; default: the untrained CPU preset"
     )
     parser.add_argument("--robot", default="panda")
-    parser.add_argument("--task", default="push", choices=["push", "reach"])
+    parser.add_argument("--task", default="push", choices=list(TASKS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--num-envs",

@@ -100,15 +100,15 @@ def collect(
 
     from vap_env.data import EpisodeDataset
     from vap_env.policies import make_policy
-    from vap_env.sim.registration import MAX_EPISODE_STEPS, arm_robots, env_id
+    from vap_env.sim.registration import arm_robots, env_id
+    from vap_env.tasks import task_spec
 
     if robot not in arm_robots():
         raise ValueError(
             f"unknown robot {robot!r} for the simulator; robots with a simulated arm: "
             f"{', '.join(arm_robots())}"
         )
-    if task not in MAX_EPISODE_STEPS:
-        raise ValueError(f"unknown task {task!r}; tasks: {', '.join(MAX_EPISODE_STEPS)}")
+    task_spec(task)  # an unknown task is refused here, naming the known ones
     env = gym.make(
         env_id(robot, task), obs_mode="both", image_size=image_size, camera=camera, action_mode=action_mode
     )

@@ -162,7 +162,7 @@ def test_reach_state_is_the_kinematic_tcp(sim_frames: dict[str, list]) -> None:
     state = estimate_task_state("reach", frame, camera, ee, goal)
     assert isinstance(state, TaskStateEstimate) and state.object_position is None and not state.object_visible
     np.testing.assert_array_equal(state.achieved_goal, ee)
-    with pytest.raises(ValueError, match="'push' or 'reach'"):
+    with pytest.raises(ValueError, match="unknown task 'stack'; known tasks: reach, push"):
         estimate_task_state("stack", frame, camera, ee, goal)
     with pytest.raises(ValueError, match="does not fit"):
         CubeDetector().detect(frame[:32], camera)

@@ -11,7 +11,8 @@ from gymnasium.utils.env_checker import check_env
 import vap_env
 from vap_env.camera import Camera
 from vap_env.sim.env import SimEnv
-from vap_env.sim.registration import MAX_EPISODE_STEPS, arm_robots, env_id
+from vap_env.sim.registration import arm_robots, env_id
+from vap_env.tasks import TASKS
 
 ROBOTS = arm_robots()
 
@@ -24,11 +25,11 @@ def push_env():
 
 
 def test_ids_registered():
-    assert set(vap_env.SIM_ENV_IDS) == {env_id(r, t) for r in ROBOTS for t in ("reach", "push")}
+    assert set(vap_env.SIM_ENV_IDS) == {env_id(r, t) for r in ROBOTS for t in TASKS}
     assert env_id("kuka_iiwa", "push") == "vap_env/KukaIiwaPush-Sim-v0"
     assert env_id("xarm6", "reach") == "vap_env/Xarm6Reach-Sim-v0"
     env = gym.make("vap_env/PandaPush-Sim-v0")
-    assert env.spec.max_episode_steps == MAX_EPISODE_STEPS["push"]
+    assert env.spec.max_episode_steps == TASKS["push"].max_episode_steps == 50
     assert env.observation_space.shape == (64, 64, 3)
     env.close()
 
@@ -92,7 +93,7 @@ def test_1000_random_steps(robot):
         if terminated or truncated:
             obs, _ = env.reset()
             episodes += 1
-    assert episodes >= 1000 // MAX_EPISODE_STEPS["push"]
+    assert episodes >= 1000 // TASKS["push"].max_episode_steps
     env.close()
 
 

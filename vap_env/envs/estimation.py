@@ -39,11 +39,13 @@ Every function here is NumPy/OpenCV over ``(H, W, 3)`` uint8 frames; nothing rea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from vap_env.camera import Camera
+from vap_env.tasks import task_spec
 
 # Corners of a cube of edge 1 centred on its bottom face's centre: index = 4 ix + 2 iy + iz.
 _UNIT_CORNERS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (0.0, 1.0)])
@@ -332,6 +334,27 @@ class TaskStateEstimate:
         return self.ee_position if self.object_position is None else self.object_position
 
 
+class TaskStateEstimator(Protocol):
+    """What a task's ``estimator`` (:class:`vap_env.tasks.TaskSpec`) is: reads its task state from a frame.
+
+    The arguments are :func:`estimate_task_state`'s after ``task``; an estimator ignores what its task does
+    not need (a task without an object ignores ``previous``, ``detector``, ``fallback_object_position`` and
+    ``region``).
+    """
+
+    def __call__(
+        self,
+        frame: np.ndarray,
+        camera: Camera,
+        ee_position: np.ndarray,
+        goal: np.ndarray,
+        previous: TaskStateEstimate | None = None,
+        detector: CubeDetector | None = None,
+        fallback_object_position: np.ndarray | None = None,
+        region: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> TaskStateEstimate: ...
+
+
 def estimate_task_state(
     task: str,
     frame: np.ndarray,
@@ -343,10 +366,12 @@ def estimate_task_state(
     fallback_object_position: np.ndarray | None = None,
     region: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TaskStateEstimate:
-    """Estimates the task state of one frame.
+    """Estimates the task state of one frame with the task's own estimator (its :class:`~vap_env.tasks.
+    TaskSpec`'s ``estimator``: :func:`estimate_push_state`, :func:`estimate_reach_state`).
 
     Args:
-        task: ``"push"`` (the cube is detected) or ``"reach"`` (nothing to detect).
+        task: A task of :data:`vap_env.tasks.TASKS`: ``"push"`` (the cube is detected) or ``"reach"``
+            (nothing to detect).
         frame: (H, W, 3) uint8 image seen through ``camera``.
         camera: The camera of the frame.
         ee_position: (3,) TCP from the robot's kinematic state.
@@ -359,13 +384,59 @@ def estimate_task_state(
 
     Returns:
         The estimate; ``object_visible`` says whether the cube was found in ``frame``.
+
+    Raises:
+        ValueError: For an unknown task (the message names the known ones), or when the cube is not found
+            and nothing can stand in for it.
+    """
+    estimator = task_spec(task).state_estimator()
+    return estimator(
+        frame,
+        camera,
+        ee_position,
+        goal,
+        previous=previous,
+        detector=detector,
+        fallback_object_position=fallback_object_position,
+        region=region,
+    )
+
+
+def estimate_reach_state(
+    frame: np.ndarray,
+    camera: Camera,
+    ee_position: np.ndarray,
+    goal: np.ndarray,
+    previous: TaskStateEstimate | None = None,
+    detector: CubeDetector | None = None,
+    fallback_object_position: np.ndarray | None = None,
+    region: tuple[np.ndarray, np.ndarray] | None = None,
+) -> TaskStateEstimate:
+    """The ``reach`` state: nothing to read from the frame, the TCP is the robot's own (see
+    :func:`estimate_task_state` for the arguments, which it ignores after ``goal``)."""
+    ee_position = np.asarray(ee_position, dtype=np.float64).copy()
+    goal = np.asarray(goal, dtype=np.float64).copy()
+    return TaskStateEstimate(ee_position, goal, None, False)
+
+
+def estimate_push_state(
+    frame: np.ndarray,
+    camera: Camera,
+    ee_position: np.ndarray,
+    goal: np.ndarray,
+    previous: TaskStateEstimate | None = None,
+    detector: CubeDetector | None = None,
+    fallback_object_position: np.ndarray | None = None,
+    region: tuple[np.ndarray, np.ndarray] | None = None,
+) -> TaskStateEstimate:
+    """The ``push`` state: the cube detected in ``frame``, or kept from ``previous`` (then the fallback
+    position) while it is not found (see :func:`estimate_task_state` for the arguments).
+
+    Raises:
+        ValueError: If the cube is not found and there is no previous estimate or fallback position.
     """
     ee_position = np.asarray(ee_position, dtype=np.float64).copy()
     goal = np.asarray(goal, dtype=np.float64).copy()
-    if task == "reach":
-        return TaskStateEstimate(ee_position, goal, None, False)
-    if task != "push":
-        raise ValueError(f"`task` must be 'push' or 'reach', got {task!r}")
     found = (detector or CubeDetector()).detect(frame, camera, region)
     if found is not None:
         return TaskStateEstimate(ee_position, goal, found.position, True)

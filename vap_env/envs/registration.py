@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from vap_env.sim.registration import MAX_EPISODE_STEPS, arm_robots, env_id
+from vap_env.sim.registration import arm_robots, env_id
+from vap_env.tasks import TASKS
 
 
 def wm_env_id(robot: str, task: str) -> str:
@@ -21,19 +22,20 @@ def wm_env_id(robot: str, task: str) -> str:
 def register_world_model_envs() -> list[str]:
     """Register one id per (arm robot, task) and return the ids; calling it again keeps known ids.
 
-    Time limits are the simulator's (``MAX_EPISODE_STEPS``): a ``TimeLimit`` for ``gym.make``, and
-    ``max_episode_steps=`` of :class:`~vap_env.envs.vector_env.WorldModelVectorEnv` for ``gym.make_vec``.
+    Time limits are the task specs' (``vap_env.tasks.TASKS``), as for the simulator: a ``TimeLimit`` for
+    ``gym.make``, and ``max_episode_steps=`` of :class:`~vap_env.envs.vector_env.WorldModelVectorEnv` for
+    ``gym.make_vec``.
     """
     ids = []
     for robot in arm_robots():
-        for task, steps in MAX_EPISODE_STEPS.items():
+        for task, spec in TASKS.items():
             name = wm_env_id(robot, task)
             if name not in gym.registry:
                 gym.register(
                     name,
                     entry_point="vap_env.envs.world_model_env:WorldModelEnv",
                     vector_entry_point="vap_env.envs.vector_env:WorldModelVectorEnv",
-                    max_episode_steps=steps,
+                    max_episode_steps=spec.max_episode_steps,
                     kwargs={"robot": robot, "task": task},
                 )
             ids.append(name)

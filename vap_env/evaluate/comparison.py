@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from vap_env.evaluate.report import _fmt, _save_figure, write_json
+from vap_env.tasks import task_spec
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "none": {"prompt": "none"},
@@ -107,7 +108,7 @@ def evaluate_variant(
         replays = open_loop_replays(world, episodes, horizon, batch_size, progress)
     finally:
         world.close()
-    curves = [fidelity_curves(r, segmenter, has_object=first.task == "push") for r in replays]
+    curves = [fidelity_curves(r, segmenter, has_object=task_spec(first.task).has_object) for r in replays]
     return {
         "curves": aggregate_fidelity(curves, horizon),
         "start_matches": float(np.mean([r.start_matches for r in replays])),

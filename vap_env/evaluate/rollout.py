@@ -18,7 +18,7 @@ from vap_env.envs.world_model_env import WorldModelEnv
 from vap_env.evaluate.report import side_by_side, write_video
 from vap_env.model.world_model import ActionToVideoModel
 from vap_env.policies import make_policy
-from vap_env.sim.registration import MAX_EPISODE_STEPS
+from vap_env.tasks import task_spec
 
 
 def rollout(
@@ -54,7 +54,7 @@ def rollout(
     Returns:
         ``{"video", "frames", "steps", "success", "return"}``.
     """
-    steps = steps or MAX_EPISODE_STEPS[task]
+    steps = steps or task_spec(task).max_episode_steps
     if steps < 1:
         raise ValueError(f"`steps` must be >= 1, got {steps}")
     env = WorldModelEnv(

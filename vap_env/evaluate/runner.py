@@ -32,7 +32,8 @@ from vap_env.evaluate.segmenter import RobotSegmenter, SegmenterConfig, fit_for_
 from vap_env.model.world_model import ActionToVideoModel
 from vap_env.policies import make_policy
 from vap_env.recording import record_episode
-from vap_env.sim.registration import MAX_EPISODE_STEPS, env_id
+from vap_env.sim.registration import env_id
+from vap_env.tasks import task_spec
 
 
 @dataclass
@@ -245,7 +246,7 @@ def evaluate(
     start, out_dir = time.perf_counter(), Path(out_dir)
     model = load_world_model(model_dir, device)
     run = _Run(model=model, robot=robot or model.config.robot, task=task, camera=camera,
-               max_steps=max_steps or MAX_EPISODE_STEPS[task], seeds=[seed + k for k in range(episodes)],
+               max_steps=max_steps or task_spec(task).max_episode_steps, seeds=[seed + k for k in range(episodes)],
                num_inference_steps=num_inference_steps, device=device, batch_size=batch_size,
                progress=progress)  # fmt: skip
     timing: dict[str, float] = {}
@@ -348,7 +349,7 @@ def _evaluate_fidelity(
         replays = open_loop_replays(world, episodes, horizon, run.batch_size, run.progress)
     finally:
         world.close()
-    curves = [fidelity_curves(r, segmenter, has_object=run.task == "push") for r in replays]
+    curves = [fidelity_curves(r, segmenter, has_object=task_spec(run.task).has_object) for r in replays]
     return replays, aggregate_fidelity(curves, horizon)
 
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
-PROMPT_KINDS = ("skeleton", "depth_skeleton", "mask", "state", "none")
-IMAGE_PROMPT_KINDS = ("skeleton", "depth_skeleton", "mask")
+# The prompt-kind table (NumPy only: this module stays torch- and PyBullet-free). Re-exported for the
+# readers that import it from here.
+from vap_env.prompts.kinds import PROMPT_KINDS, kinds_with, prompt_kind
+
+# Deprecated: derived from the table for the readers not yet moved to
+# ``prompt_kind(name).conditioning == "image"``; to be removed.
+IMAGE_PROMPT_KINDS = kinds_with("image")
 STAGES = ("pretrain", "control", "joint")
 # Fields that may change between training runs on the same weights (e.g. pretrain -> control); every other
 # field fixes the architecture or the data the weights belong to.
@@ -60,8 +65,9 @@ class WorldModelConfig:
     Args:
         robot: Name of the robot description the prompts are drawn for.
         image_size: Frame size ``(H, W)`` (an int means square).
-        prompt: Prompt kind: an image kind (``skeleton``, ``depth_skeleton``, ``mask``) drives a ControlNet,
-            ``state`` embeds raw vectors into the timestep embedding, ``none`` is unconditioned on actions.
+        prompt: Prompt kind, a name in :data:`~vap_env.prompts.kinds.PROMPT_KINDS`: an image kind
+            (``skeleton``, ``depth_skeleton``, ``mask``, ``depth``) drives a ControlNet, a vector kind
+            (``state``) embeds raw vectors into the timestep embedding, ``none`` is unconditioned on actions.
         prompt_channels: Channels ``Cp`` of image prompts.
         context_frames: Frames ``Tc`` the model conditions on (``f k + 1`` for codec temporal factor ``f``).
         frames_per_step: Frames ``Tf`` generated per call (a multiple of the codec temporal factor).
@@ -129,6 +135,7 @@ class WorldModelConfig:
             raise ValueError(f"`image_size` must be a positive int or (H, W), got {self.image_size}")
         if self.prompt not in PROMPT_KINDS:
             raise ValueError(f"`prompt` must be one of {list(PROMPT_KINDS)}, got {self.prompt!r}")
+        conditioning = prompt_kind(self.prompt).conditioning
         if self.stage not in STAGES:
             raise ValueError(f"`stage` must be one of {list(STAGES)}, got {self.stage!r}")
         if not self.robot:
@@ -153,7 +160,7 @@ class WorldModelConfig:
             raise ValueError(
                 f"`image_size` must be divisible by `patch_size` {self.patch_size}, got {self.image_size}"
             )
-        if self.prompt in IMAGE_PROMPT_KINDS and not 0 <= self.controlnet_layers <= self.num_layers:
+        if conditioning == "image" and not 0 <= self.controlnet_layers <= self.num_layers:
             raise ValueError(
                 f"`controlnet_layers` must be in [0, {self.num_layers}], got {self.controlnet_layers}"
             )
@@ -161,8 +168,8 @@ class WorldModelConfig:
             raise ValueError(
                 f"`lora_rank` must be >= 0 and `lora_alpha` > 0, got {self.lora_rank}, {self.lora_alpha}"
             )
-        if self.prompt == "state" and self.state_dim < 1:
-            raise ValueError(f"`state_dim` must be >= 1 for prompt 'state', got {self.state_dim}")
+        if conditioning == "vector" and self.state_dim < 1:
+            raise ValueError(f"`state_dim` must be >= 1 for prompt {self.prompt!r}, got {self.state_dim}")
         if not 1 <= self.num_inference_steps <= 1000:
             raise ValueError(f"`num_inference_steps` must be in [1, 1000], got {self.num_inference_steps}")
         if not 0.0 <= self.control_dropout < 1.0:

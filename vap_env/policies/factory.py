@@ -1,8 +1,9 @@
 """Build a policy from a short text spec, for command lines and evaluation sweeps.
 
-Specs are ``KIND`` or ``KIND:ARGS``: ``random``, ``random:seed=3``, ``scripted``,
-``scripted:noise=0.2,hesitation=0.1,seed=0``. New kinds register a builder in ``POLICY_BUILDERS``
-(a function ``(args: str, env) -> Policy``; ``args`` is the text after the colon, ``""`` if none).
+Specs are ``KIND`` or ``KIND:ARGS``: ``random``, ``random:seed=3``, ``scripted`` (the env task's expert,
+from its :class:`~vap_env.tasks.TaskSpec`), ``scripted:noise=0.2,hesitation=0.1,seed=0``. New kinds register
+a builder in ``POLICY_BUILDERS`` (a function ``(args: str, env) -> Policy``; ``args`` is the text after the
+colon, ``""`` if none).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import gymnasium as gym
 
 from vap_env.policies.base import Policy
 from vap_env.policies.random_policy import RandomPolicy
-from vap_env.policies.scripted import ScriptedPushPolicy, ScriptedReachPolicy
+from vap_env.tasks import TASKS
 
 
 def parse_kwargs(args: str, allowed: dict[str, type]) -> dict:
@@ -39,10 +40,12 @@ def _random(args: str, env: gym.Env) -> Policy:
 def _scripted(args: str, env: gym.Env) -> Policy:
     kwargs = parse_kwargs(args, {"noise": float, "hesitation": float, "seed": int})
     task = getattr(env.unwrapped, "task_name", None)
-    experts = {"push": ScriptedPushPolicy, "reach": ScriptedReachPolicy}
-    if task not in experts:
-        raise ValueError(f"no scripted expert for task {task!r}; experts exist for: {', '.join(experts)}")
-    return experts[task](env, **kwargs)
+    spec = TASKS.get(task) if isinstance(task, str) else None
+    expert = spec.expert_class() if spec is not None else None
+    if expert is None:  # the expert is the task spec's
+        with_experts = ", ".join(name for name, other in TASKS.items() if other.expert is not None)
+        raise ValueError(f"no scripted expert for task {task!r}; experts exist for: {with_experts}")
+    return expert(env, **kwargs)
 
 
 POLICY_BUILDERS: dict[str, Callable[[str, gym.Env], Policy]] = {"random": _random, "scripted": _scripted}

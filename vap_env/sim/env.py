@@ -15,7 +15,8 @@ from vap_env.kinematics import Robot
 from vap_env.prompts import PROMPT_KINDS, ActionPrompter
 from vap_env.sim.registration import arm_robots
 from vap_env.sim.scene import SceneRender, TabletopScene
-from vap_env.sim.tasks import TASKS, PushTask, ReachTask, Task
+from vap_env.sim.tasks import Task
+from vap_env.tasks import TASKS, task_spec
 
 OBS_MODES = ("image", "state", "both")
 CAMERA_MODES = ("fixed", "random")
@@ -96,7 +97,7 @@ class SimEnv(gym.Env):
 
     - ``robot``: an arm in ``robots/`` (``"panda"``, ``"kuka_iiwa"``, ``"xarm6"``, ...), the path of a
       description ``.toml`` or a :class:`~vap_env.description.RobotDescription`.
-    - ``task``: ``"push"`` or ``"reach"``.
+    - ``task``: a task of :data:`vap_env.tasks.TASKS`: ``"push"`` or ``"reach"``.
     - ``action_mode``: ``"ee_delta"`` or ``"joint_delta"``.
     - ``obs_mode``: ``"image"``, ``"state"`` or ``"both"``.
     - ``image_size``: side of the square images (observation, render, prompt and masks).
@@ -138,7 +139,8 @@ class SimEnv(gym.Env):
         self.image_size, self.render_mode, self.substeps = int(image_size), render_mode, int(substeps)
         self.metadata = {**self.metadata, "render_fps": max(1, round(PHYSICS_HZ / self.substeps))}
         self.robot = Robot(self.desc)
-        task_cls = TASKS[task]
+        spec = task_spec(task)
+        task_cls = spec.rules_class()
         self.scene = TabletopScene(self.desc, goal_shape=task_cls.goal_shape, with_object=task_cls.has_object)
         self._arm_ids = self.scene.joint_ids("robot", self.desc.arm_joints)
         self._grip_ids = self.scene.joint_ids("robot", self.desc.gripper.joints) if self.desc.gripper else []
@@ -148,7 +150,7 @@ class SimEnv(gym.Env):
         self.controller = ActionController(self.robot, action_mode, max_ee_step, max_joint_step)
         self.max_ee_step, self.max_joint_step = self.controller.max_ee_step, self.controller.max_joint_step
         self.workspace = self.controller.workspace
-        self.task = self._make_task(task)
+        self.task: Task = spec.make_rules(self.scene, self._ee_position, self.workspace)
         self._sampler = ViewpointSampler.around(self.desc.camera) if camera == "random" else None
         if isinstance(camera, Camera):
             same = (camera.width, camera.height) == (self.image_size, self.image_size)
@@ -195,12 +197,6 @@ class SimEnv(gym.Env):
             raise ValueError(f"`image_size` must be at least 8, got {image_size}")
         if int(substeps) < 1:
             raise ValueError(f"`substeps` must be at least 1, got {substeps}")
-
-    def _make_task(self, task: str) -> Task:
-        if task == "reach":
-            z_lo = max(0.05, self.workspace[0][2] + 0.02)
-            return ReachTask(self.scene, self._ee_position, z_range=(z_lo, max(z_lo, 0.3)))
-        return PushTask(self.scene, self._ee_position)
 
     # ----------------------------------------------------------------------------------------- public state
     @property
@@ -306,7 +302,7 @@ class SimEnv(gym.Env):
             "commanded_ee_position": cmd.ee_position.copy(), "joints": self._q.copy(), "gripper": self._grip,
             "ee_position": self._ee.copy(), "goal": goal,
         }
-        if isinstance(self.task, PushTask):
+        if self.task.has_object:
             info["object_pose"] = self.task.get_object_pose()
         info["is_success"] = bool(self.task.is_success(achieved, goal))
         info.update({k: float(v) for k, v in self.task.reward_terms(achieved, goal, self._ee).items()})

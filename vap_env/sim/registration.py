@@ -1,4 +1,5 @@
-"""Gymnasium ids for the simulator envs: ``vap_env/<Robot><Task>-Sim-v0`` for every arm in ``robots/``.
+"""Gymnasium ids for the simulator envs: ``vap_env/<Robot><Task>-Sim-v0`` for every arm in ``robots/`` and
+every task in :data:`vap_env.tasks.TASKS` (whose specs give the time limits).
 
 Light on purpose (no PyBullet import): ``import vap_env`` runs it, and the entry point is a string, so the
 env module loads only when an env is made.
@@ -9,9 +10,11 @@ from __future__ import annotations
 import gymnasium as gym
 
 from vap_env.description import list_robots, load_description
+from vap_env.tasks import TASKS
 
-# Episode lengths: the scripted experts finish reach within 15 steps and push within 50 (Panda, 50 seeds).
-MAX_EPISODE_STEPS = {"reach": 30, "push": 50}
+# Deprecated: episode lengths derived from the task table, for readers not yet moved to
+# ``task_spec(task).max_episode_steps``; to be removed.
+MAX_EPISODE_STEPS = {name: spec.max_episode_steps for name, spec in TASKS.items()}
 
 
 def arm_robots() -> list[str]:
@@ -29,10 +32,10 @@ def register_sim_envs() -> list[str]:
     """Register one id per (arm robot, task) and return the ids; calling it again keeps known ids."""
     ids = []
     for robot in arm_robots():
-        for task, steps in MAX_EPISODE_STEPS.items():
+        for task, spec in TASKS.items():
             name = env_id(robot, task)
             if name not in gym.registry:
-                gym.register(name, entry_point="vap_env.sim.env:SimEnv", max_episode_steps=steps,
+                gym.register(name, entry_point="vap_env.sim.env:SimEnv", max_episode_steps=spec.max_episode_steps,
                              kwargs={"robot": robot, "task": task})
             ids.append(name)
     return ids

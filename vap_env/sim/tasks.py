@@ -1,20 +1,30 @@
-"""Tasks over a :class:`~vap_env.sim.scene.TabletopScene`: what is drawn at reset, what counts as success,
-and the reward.
+"""Task rules over a :class:`~vap_env.sim.scene.TabletopScene`: what is drawn at reset, what counts as success,
+and the reward. The tasks themselves are listed in :data:`vap_env.tasks.TASKS`, whose ``rules`` name these
+classes.
 
 Following panda-gym, a task reads and writes the scene by body name and gets the tool centre point (TCP)
 from a callable, so it never needs to know the robot. Rewards and success are pure functions of
 ``(achieved_goal, desired_goal, ee_position)``, vectorised over leading batch dimensions, so the same code
-scores imagined rollouts where the cube position is estimated from generated frames.
+scores imagined rollouts where the cube position is estimated from generated frames: :meth:`Task.scoring`
+builds a task without a scene for that.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
 from vap_env.sim.scene import TabletopScene
+from vap_env.tasks import TASKS  # deprecated re-export of the task table, for readers not yet moved; to go
+
+__all__ = ["TASKS", "PushTask", "ReachTask", "Task", "distance"]
+
+_T = TypeVar("_T", bound="Task")
+_Reach = TypeVar("_Reach", bound="ReachTask")
+_Push = TypeVar("_Push", bound="PushTask")
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -26,8 +36,9 @@ class Task(ABC):
     """A goal-reaching task in a tabletop scene.
 
     Args:
-        scene: The scene whose bodies the task places and reads.
-        get_ee_position: Returns the robot's current TCP position (3,).
+        scene: The scene whose bodies the task places and reads; ``None`` for a scene-free task that only
+            scores (:meth:`scoring`).
+        get_ee_position: Returns the robot's current TCP position (3,); ``None`` without a scene.
         distance_threshold: Success radius (m) around the goal.
 
     Attributes:
@@ -40,14 +51,40 @@ class Task(ABC):
     goal_shape: str = "sphere"
     has_object: bool = False
 
-    def __init__(self, scene: TabletopScene, get_ee_position: Callable[[], np.ndarray],
+    def __init__(self, scene: TabletopScene | None, get_ee_position: Callable[[], np.ndarray] | None,
                  distance_threshold: float) -> None:
         if distance_threshold <= 0:
             raise ValueError(f"`distance_threshold` must be positive, got {distance_threshold}")
-        self.scene = scene
-        self.get_ee_position = get_ee_position
+        self._scene = scene
+        self._get_ee_position = get_ee_position
         self.distance_threshold = float(distance_threshold)
         self.goal = np.zeros(3)
+
+    @classmethod
+    @abstractmethod
+    def for_workspace(cls: type[_T], scene: TabletopScene, get_ee_position: Callable[[], np.ndarray],
+                      workspace: tuple[np.ndarray, np.ndarray]) -> _T:
+        """The task as the simulator builds it, for a robot whose commanded TCP stays in the box
+        ``workspace`` (low, high): the draws fit what the robot can reach."""
+
+    @classmethod
+    @abstractmethod
+    def scoring(cls: type[_T]) -> _T:
+        """The task without a scene, with the simulator's parameters: only the scene-free part works
+        (``is_success``, ``reward_terms``, ``compute_reward``, ``has_object``), e.g. to score imagination."""
+
+    @property
+    def scene(self) -> TabletopScene:
+        """The scene the task places and reads (a scene-free task has none)."""
+        if self._scene is None:
+            raise RuntimeError(f"{type(self).__name__} was built without a scene (scoring only)")
+        return self._scene
+
+    def get_ee_position(self) -> np.ndarray:
+        """(3,) the robot's current TCP position."""
+        if self._get_ee_position is None:
+            raise RuntimeError(f"{type(self).__name__} was built without a robot (scoring only)")
+        return self._get_ee_position()
 
     @abstractmethod
     def reset(self, np_random: np.random.Generator) -> None:
@@ -64,6 +101,11 @@ class Task(ABC):
     def get_goal(self) -> np.ndarray:
         """(3,) goal position."""
         return self.goal.copy()
+
+    def get_object_pose(self) -> np.ndarray:
+        """(7,) the object's position and quaternion xyzw (tasks with an object)."""
+        scene = self.scene
+        return np.concatenate([scene.get_base_position("object"), scene.get_base_orientation("object")])
 
     def is_success(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
         """Boolean (...,): within ``distance_threshold`` of the goal."""
@@ -83,11 +125,12 @@ class Task(ABC):
 class ReachTask(Task):
     """Move the TCP to a goal point above the table.
 
-    Goals are uniform over the description's ``workspace_x`` x ``workspace_y`` and ``z_range``.
+    Goals are uniform over the description's ``workspace_x`` x ``workspace_y`` and ``z_range``
+    (:meth:`for_workspace`: from 2 cm above the workspace floor, at least 5 cm, to 30 cm).
     Success: TCP within ``distance_threshold`` (3 cm) of the goal. Reward: ``reward_dist`` = -distance (m).
 
     Args:
-        scene: The scene (built with a sphere goal marker).
+        scene: The scene (built with a sphere goal marker); ``None`` for scoring only.
         get_ee_position: Returns the TCP position (3,).
         z_range: (min, max) goal height above the table (m).
         distance_threshold: Success radius (m).
@@ -97,12 +140,24 @@ class ReachTask(Task):
     goal_shape = "sphere"
     has_object = False
 
-    def __init__(self, scene: TabletopScene, get_ee_position: Callable[[], np.ndarray],
+    def __init__(self, scene: TabletopScene | None, get_ee_position: Callable[[], np.ndarray] | None,
                  z_range: tuple[float, float] = (0.05, 0.3), distance_threshold: float = 0.03) -> None:
         super().__init__(scene, get_ee_position, distance_threshold)
         if not 0 <= z_range[0] <= z_range[1]:
             raise ValueError(f"`z_range` must be (min, max) with 0 <= min <= max, got {z_range}")
         self.z_range = (float(z_range[0]), float(z_range[1]))
+
+    @classmethod
+    def for_workspace(cls: type[_Reach], scene: TabletopScene, get_ee_position: Callable[[], np.ndarray],
+                      workspace: tuple[np.ndarray, np.ndarray]) -> _Reach:
+        """Goals from 2 cm above the floor of the commanded TCP's box (at least 5 cm) up to 30 cm, so the
+        TCP can reach every goal."""
+        z_lo = max(0.05, workspace[0][2] + 0.02)
+        return cls(scene, get_ee_position, z_range=(z_lo, max(z_lo, 0.3)))
+
+    @classmethod
+    def scoring(cls: type[_Reach]) -> _Reach:
+        return cls(None, None)
 
     def reset(self, np_random: np.random.Generator) -> None:
         d = self.scene.description
@@ -131,7 +186,7 @@ class PushTask(Task):
     the Gymnasium Pusher shaping that keeps an RL agent near the cube.
 
     Args:
-        scene: The scene (built with a disc goal marker).
+        scene: The scene (built with a disc goal marker); ``None`` for scoring only.
         get_ee_position: Returns the TCP position (3,).
         distance_threshold: Success radius (m).
         min_goal_distance: Minimum cube-goal distance at reset (m).
@@ -142,7 +197,7 @@ class PushTask(Task):
     goal_shape = "disc"
     has_object = True
 
-    def __init__(self, scene: TabletopScene, get_ee_position: Callable[[], np.ndarray],
+    def __init__(self, scene: TabletopScene | None, get_ee_position: Callable[[], np.ndarray] | None,
                  distance_threshold: float = 0.05, min_goal_distance: float = 0.1, near_weight: float = 0.1,
                  ) -> None:
         super().__init__(scene, get_ee_position, distance_threshold)
@@ -151,6 +206,15 @@ class PushTask(Task):
                              f"got {min_goal_distance}")
         self.min_goal_distance = float(min_goal_distance)
         self.near_weight = float(near_weight)
+
+    @classmethod
+    def for_workspace(cls: type[_Push], scene: TabletopScene, get_ee_position: Callable[[], np.ndarray],
+                      workspace: tuple[np.ndarray, np.ndarray]) -> _Push:
+        return cls(scene, get_ee_position)  # cube and goal are drawn over the description's workspace
+
+    @classmethod
+    def scoring(cls: type[_Push]) -> _Push:
+        return cls(None, None)
 
     def _sample_xy(self, np_random: np.random.Generator) -> np.ndarray:
         d = self.scene.description
@@ -171,11 +235,6 @@ class PushTask(Task):
     def get_obs(self) -> np.ndarray:
         return self.scene.get_base_position("object")
 
-    def get_object_pose(self) -> np.ndarray:
-        """(7,) cube position and quaternion xyzw."""
-        scene = self.scene
-        return np.concatenate([scene.get_base_position("object"), scene.get_base_orientation("object")])
-
     def get_achieved_goal(self) -> np.ndarray:
         return self.scene.get_base_position("object")
 
@@ -187,6 +246,3 @@ class PushTask(Task):
 
 def _yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
     return (0.0, 0.0, float(np.sin(yaw / 2)), float(np.cos(yaw / 2)))
-
-
-TASKS: dict[str, type[Task]] = {"reach": ReachTask, "push": PushTask}
