@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from vap_env.tasks import TASKS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Registers ``collect`` on the ``vap-env`` subparsers; returns its parser (handler: :func:`run`)."""
@@ -19,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "success. Re-running with the same --out continues an interrupted recording.",
     )
     p.add_argument("--robot", default="panda", help="robot name (see `vap-env robots`); default: panda")
-    p.add_argument("--task", default="push", help="task: push or reach; default: push")
+    p.add_argument("--task", default="push", help=f"task: {' or '.join(TASKS)}; default: push")
     p.add_argument("--episodes", type=int, default=10, help="number of episodes; default: 10")
     p.add_argument(
         "--policy",

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vap_env.cli.arguments import Flag, add_config_flags, config_values
-from vap_env.model.config import PROMPT_KINDS, STAGES, WorldModelConfig
+from vap_env.model.config import STAGES, WorldModelConfig
+from vap_env.prompts.kinds import PROMPT_KINDS, prompt_kind
 from vap_env.train.config import LOGGERS, MIXED_PRECISIONS, WorldModelTrainConfig
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ examples:
 # None: the preset's value, or with --init the saved model's (see _model_config)
 _ATTACHMENT = "(with --init: the saved model's; another {} needs a pretrain model)"
 MODEL_FLAGS = (
-    Flag("prompt", default=None, choices=PROMPT_KINDS, default_text="skeleton " + _ATTACHMENT.format("kind")),
+    Flag("prompt", default=None, choices=tuple(PROMPT_KINDS), default_text="skeleton " + _ATTACHMENT.format("kind")),
     Flag("controlnet_layers", default=None, default_text="the preset's " + _ATTACHMENT.format("value")),
     Flag("lora_rank", default=None, default_text="the preset's " + _ATTACHMENT.format("value")),
     Flag("context_frames", default=None, default_text="1 (with --init: the saved model's)"),
@@ -190,9 +191,9 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
     given = {k: v for k, v in given.items() if v is not None and k != "stage"}
     if init is not None:
         saved = WorldModelConfig.from_json((init / "config.json").read_text())
-        if given.get("prompt") == "state" and saved.state_dim < 1:
-            # a state prompt attached to a base that had none: its size is the data's
-            given["state_dim"] = _state_dim(_episodes(args.data[0]))
+        if "prompt" in given and prompt_kind(given["prompt"]).conditioning == "vector" and saved.state_dim < 1:
+            # a vector prompt attached to a base that had none: its size is the data's
+            given["state_dim"] = _state_dim(_episodes(args.data[0]), given["prompt"])
         return dataclasses.replace(saved, stage=args.stage, **given)
     if args.config != "tiny":
         path = Path(args.config)
@@ -206,7 +207,8 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
     spatial = _codec_spatial_factor(Path(args.codec)) if args.codec else 1
     # about 8-16 tokens along each side of a frame: cheap on a CPU, fine enough for 32-64 px frames
     patch = 2 if spatial >= 4 else 4
-    state_dim = _state_dim(data) if given["prompt"] == "state" else 0
+    vector = prompt_kind(given["prompt"]).conditioning == "vector"
+    state_dim = _state_dim(data, given["prompt"]) if vector else 0
     return WorldModelConfig.tiny(
         robot=data.robot,
         image_size=data.image_size,
@@ -232,13 +234,14 @@ def _codec_spatial_factor(codec_dir: Path) -> int:
     return load_codec(codec_dir).spatial_factor
 
 
-def _state_dim(data: EpisodeDataset) -> int:
+def _state_dim(data: EpisodeDataset, kind: str) -> int:
+    """Length of the vector prompt ``kind`` on the data's robot."""
     from vap_env.kinematics import Robot
     from vap_env.train.clips import render_episode_prompts
 
     episode = data[0]
     robot = Robot(episode.robot)
     try:
-        return int(render_episode_prompts(episode, robot, "state").shape[-1])
+        return int(render_episode_prompts(episode, robot, kind).shape[-1])
     finally:
         robot.close()

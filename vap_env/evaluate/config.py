@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from vap_env.tasks import TASKS
+
 DEFAULT_POLICIES = (
     "scripted:noise=0",
     "scripted:noise=0.3,hesitation=0.1",
@@ -23,7 +25,6 @@ SEED = 400_000
 trained on seeds below 15000 (held out: 100000-111009), so evaluating from here scores initial states that
 no training run drew, unless asked to."""
 
-TASKS = ("push", "reach")
 # The simulator's CAMERA_MODES (vap_env.sim.env), restated: that module imports PyBullet.
 CAMERA_MODES = ("fixed", "random")
 
@@ -51,7 +52,7 @@ class EvaluateConfig:
     """
 
     robot: str | None = None
-    task: str = dataclasses.field(default="push", metadata={"choices": TASKS})
+    task: str = dataclasses.field(default="push", metadata={"choices": tuple(TASKS)})
     policies: tuple[str, ...] = DEFAULT_POLICIES
     episodes: int = 10
     horizon: int = 16
@@ -69,6 +70,6 @@ class EvaluateConfig:
         for name in ("episodes", "horizon", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
-        for name, allowed in (("task", TASKS), ("camera", CAMERA_MODES)):
+        for name, allowed in (("task", tuple(TASKS)), ("camera", CAMERA_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, got {getattr(self, name)!r}")

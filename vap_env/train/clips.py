@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from vap_env.data import Episode, EpisodeDataset
 from vap_env.kinematics import Robot
-from vap_env.prompts import PROMPT_KINDS, ActionPrompter
+from vap_env.prompts import ActionPrompter, prompt_kind
 
 
 @dataclass
@@ -25,7 +25,7 @@ class ClipConfig:
     """How clips are cut.
 
     Args:
-        prompt: Prompt kind, one of ``vap_env.prompts.PROMPT_KINDS``.
+        prompt: Prompt kind, a name in ``vap_env.prompts.PROMPT_KINDS``.
         context_frames: Frames the model is conditioned on.
         target_frames: Frames the model generates per step.
         interaction_weight: Loss weight inside the gripper region (1 disables the amplification).
@@ -39,8 +39,7 @@ class ClipConfig:
     interaction_radius: float = 0.08
 
     def __post_init__(self) -> None:
-        if self.prompt not in PROMPT_KINDS:
-            raise ValueError(f"`prompt` must be one of {list(PROMPT_KINDS)}, got {self.prompt!r}")
+        prompt_kind(self.prompt)  # ValueError naming the valid kinds
         if self.context_frames < 1 or self.target_frames < 1:
             raise ValueError(
                 f"`context_frames` and `target_frames` must be >= 1, got {self.context_frames}, "

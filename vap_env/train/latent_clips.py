@@ -16,6 +16,7 @@ from vap_env.data import Episode
 from vap_env.model.codec import frames_to_tensor
 from vap_env.model.config import WorldModelConfig
 from vap_env.model.world_model import ActionToVideoModel
+from vap_env.prompts.kinds import prompt_kind
 from vap_env.train.clips import ClipConfig, ClipDataset
 from vap_env.train.config import WorldModelTrainConfig
 
@@ -61,9 +62,10 @@ def make_clips(
         interaction_radius=config.interaction_radius,
     )
     train_clips, heldout_clips = ClipDataset(train, clip_config), ClipDataset(heldout, clip_config)
-    if model_config.prompt == "state" and train_clips.prompts[0].shape[-1] != model_config.state_dim:
+    vector = prompt_kind(model_config.prompt).conditioning == "vector"
+    if vector and train_clips.prompts[0].shape[-1] != model_config.state_dim:
         raise ValueError(
-            f"the data's state prompts have {train_clips.prompts[0].shape[-1]} values, the model's "
+            f"the data's {model_config.prompt} prompts have {train_clips.prompts[0].shape[-1]} values, the model's "
             f"`state_dim` is {model_config.state_dim}"
         )
     return train_clips, heldout_clips
