@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecTranspo
 
 from vap_env.envs.sb3 import SB3VecEnvAdapter
 from vap_env.envs.vector_env import WorldModelVectorEnv
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model import ActionToVideoModel
 
 
 def test_ppo_cnn_policy_learns_on_images(model_dir: Path) -> None:

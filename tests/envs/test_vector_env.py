@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode
 
 from vap_env.envs.vector_env import WorldModelVectorEnv
 from vap_env.envs.world_model_env import WorldModelEnv
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model import ActionToVideoModel
 
 # Batched and single generate calls run the same float32 arithmetic in different matrix-kernel blockings, so
 # frames may differ by one rounding step of uint8 (measured: at most 1 grey level, on a few pixels a step).

@@ -13,7 +13,7 @@ import vap_env
 from vap_env.data import DatasetWriter
 from vap_env.envs import default_model_path, wm_env_id
 from vap_env.envs.world_model_env import WorldModelEnv
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model import ActionToVideoModel
 from vap_env.policies import make_policy
 from vap_env.recording import record_episode
 from vap_env.sim.env import SimEnv
