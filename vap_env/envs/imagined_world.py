@@ -78,10 +78,12 @@ class ImaginedWorld:
         **overrides: Fields of the configuration given as keyword arguments (they replace ``config``'s).
 
     Attributes:
-        model: The world model; ``spec`` its :class:`~vap_env.model.protocol.WorldModelSpec`.
+        model: The world model.
+        spec: Its :class:`~vap_env.model.protocol.WorldModelSpec` (robot, frame size, prompt kind, ...).
         config: The configuration.
         interface: The :class:`~vap_env.envs.interface.EnvInterface` its envs expose to policies.
-        robot: The kinematic robot; ``image_size`` the side of its square frames.
+        robot: The kinematic robot.
+        image_size: The side of the model's square frames.
     """
 
     def __init__(
