@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
+
+    from vap_env.model.codec import Codec
 
 __all__ = ["WorldModel", "WorldModelSpec"]
 
@@ -68,7 +70,7 @@ class WorldModel(Protocol):
         device: Where it runs.
     """
 
-    codec: Any
+    codec: Codec | None
 
     @property
     def spec(self) -> WorldModelSpec: ...
