@@ -22,10 +22,10 @@ import torch
 from sim_speed import steps_per_second
 
 import vap_env  # noqa: F401  (registers the envs)
-from vap_env.envs.imagined_world import load_world_model
 from vap_env.envs.vector_env import WorldModelVectorEnv
+from vap_env.model import ActionToVideoModel, WorldModelConfig
 from vap_env.model.codec import FrameAutoencoder
-from vap_env.model.world_model import ActionToVideoModel, WorldModelConfig
+from vap_env.model.loading import load_world_model
 from vap_env.sim.registration import env_id
 from vap_env.tasks import TASKS, task_spec
 
@@ -98,7 +98,7 @@ def main() -> None:
         env_id(args.robot, args.task), {"obs_mode": "image", "image_size": 64}, args.sim_steps
     )
     c = model.config
-    steps = args.num_inference_steps or c.num_inference_steps
+    steps = args.num_inference_steps or model.spec.num_inference_steps
     print(
         f"world model: {args.model or 'tiny preset (untrained)'}, {type(model.codec).__name__}, "
         f"{c.num_layers} blocks, patch {c.patch_size}, {steps} denoising steps, {args.device}, "

@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 
 from vap_env.data import EpisodeDataset
-from vap_env.envs import default_model_path, default_segmenter_path
-from vap_env.envs.imagined_world import load_world_model
 from vap_env.evaluate.comparison import BASELINE, evaluate_variant, fidelity_table, markdown_table
 from vap_env.evaluate.report import write_json
 from vap_env.evaluate.segmenter import RobotSegmenter
+from vap_env.model.loading import default_model_path, default_segmenter_path, load_world_model
 
 HORIZONS = (1, 4, 8, 16)
 

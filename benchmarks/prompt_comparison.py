@@ -102,8 +102,8 @@ def main() -> None:
     import torch
 
     from vap_env.data import EpisodeDataset
-    from vap_env.envs.imagined_world import load_world_model
     from vap_env.evaluate.segmenter import RobotSegmenter, SegmenterConfig, fit_for_evaluation
+    from vap_env.model.loading import load_world_model
 
     # 1-2. Training.
     base = args.pretrain or args.out / "pretrain"

@@ -34,21 +34,22 @@ def main() -> None:
     import torch
 
     import vap_env  # noqa: F401  (registers the env ids)
-    from vap_env.envs.imagined_world import ImaginedWorld, load_world_model
+    from vap_env.envs.imagined_world import ImaginedWorld
     from vap_env.evaluate.replay import open_loop_replays
     from vap_env.evaluate.report import replay_frames
     from vap_env.evaluate.runner import run_sim
+    from vap_env.model.loading import load_world_model
     from vap_env.sim.registration import env_id
 
     torch.manual_seed(0)
     model = load_world_model(args.model)
-    size = int(model.config.image_size[0])
+    size = int(model.spec.image_size[0])
     rows = []
     for task, seeds in (("push", args.seeds), ("reach", args.reach_seeds)):
         seeds = [int(s) for s in seeds.split(",") if s.strip()]
         if not seeds:
             continue
-        sim = gym.make(env_id(model.config.robot, task), obs_mode="both", image_size=size, camera=args.camera,
+        sim = gym.make(env_id(model.spec.robot, task), obs_mode="both", image_size=size, camera=args.camera,
                        max_episode_steps=args.steps)  # fmt: skip
         try:
             _, episodes = run_sim(sim, args.policy, seeds, args.steps, progress=False)

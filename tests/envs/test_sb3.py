@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecTranspo
 
 from vap_env.envs.sb3 import SB3VecEnvAdapter
 from vap_env.envs.vector_env import WorldModelVectorEnv
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model import ActionToVideoModel
 
 
 def test_ppo_cnn_policy_learns_on_images(model_dir: Path) -> None:
@@ -71,11 +71,11 @@ def test_adapter_passes_terminal_observations(model: ActionToVideoModel) -> None
         assert info["TimeLimit.truncated"] is True
         terminal = info["terminal_observation"]
         # the finished episode's last state (2 cm lower twice) and its info; the returned obs is the new start
-        z = venv.state_layout["ee_position"].start + 2
+        z = venv.interface.state_layout["ee_position"].start + 2
         assert terminal[z] == pytest.approx(obs[i][z] - 0.04, abs=1e-3)
-        np.testing.assert_allclose(info["ee_position"], terminal[venv.state_layout["ee_position"]], atol=1e-6)
+        np.testing.assert_allclose(info["ee_position"], terminal[venv.interface.state_layout["ee_position"]], atol=1e-6)
         assert env.reset_infos[i]["ee_position"][2] == pytest.approx(obs[i][z], abs=1e-6)
-    assert env.get_attr("task_name") == ["push", "push"]
+    assert [interface.task_name for interface in env.get_attr("interface")] == ["push", "push"]
     assert env.get_attr("camera", indices=1)[0].width == 64
     assert env.env_is_wrapped(TimeLimit) == [False, False]
     env.close()
@@ -121,7 +121,7 @@ def test_adapter_passes_options_to_the_vector_env(model: ActionToVideoModel) -> 
     image = np.full((64, 64, 3), 90, dtype=np.uint8)
     env.set_options({"image": image, "joints": venv.robot.home, "goal": goal})  # deep-copied per env by SB3
     obs = env.reset()
-    np.testing.assert_allclose(obs[:, venv.state_layout["goal"]], [goal, goal], atol=1e-6)
+    np.testing.assert_allclose(obs[:, venv.interface.state_layout["goal"]], [goal, goal], atol=1e-6)
     env.set_options([{"image": image, "joints": venv.robot.home, "goal": g} for g in (goal, -goal)])
     with pytest.raises(ValueError, match="one options dict"):
         env.reset()

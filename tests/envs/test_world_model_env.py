@@ -13,7 +13,7 @@ import vap_env
 from vap_env.data import DatasetWriter
 from vap_env.envs import default_model_path, wm_env_id
 from vap_env.envs.world_model_env import WorldModelEnv
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model import ActionToVideoModel
 from vap_env.policies import make_policy
 from vap_env.recording import record_episode
 from vap_env.sim.env import SimEnv
@@ -83,7 +83,7 @@ def test_sim_reset_starts_from_the_simulator_frame(model: ActionToVideoModel) ->
     # the cube position is estimated from the frame, never read from the simulator
     assert info["object_visible"]
     assert np.linalg.norm(info["object_position"][:2] - sim_info["object_pose"][:2]) < 0.01
-    layout = wm.state_layout
+    layout = wm.interface.state_layout
     np.testing.assert_allclose(obs["state"][layout["joints"]], sim_obs["state"][layout["joints"]], atol=1e-5)
     np.testing.assert_allclose(
         obs["state"][layout["ee_position"]], sim_obs["state"][layout["ee_position"]], atol=1e-4
@@ -111,7 +111,7 @@ def test_image_reset_and_a_scripted_expert(model: ActionToVideoModel) -> None:
     image = np.full((64, 64, 3), 120, dtype=np.uint8)
     options = {"image": image, "joints": base.robot.home, "goal": goal}
     obs, info = env.reset(seed=0, options=options)
-    np.testing.assert_allclose(obs[base.state_layout["goal"]], goal, atol=1e-6)
+    np.testing.assert_allclose(obs[base.interface.state_layout["goal"]], goal, atol=1e-6)
     assert base.frame.tobytes() == image.tobytes()
     policy = make_policy("scripted", env)
     terminated = truncated = False
@@ -157,7 +157,7 @@ def test_model_for_another_robot_or_size_is_refused(
         gym.make("vap_env/KukaIiwaPush-WM-v0")  # the shipped default is a Panda model
     with pytest.raises(ValueError, match="makes 64x64 frames, not 32x32"):
         WorldModelEnv(model=model_dir, image_size=32)
-    monkeypatch.setattr("vap_env.envs.DEFAULT_MODEL_DIR", tmp_path / "stripped")  # an install without it
+    monkeypatch.setattr("vap_env.model.loading.DEFAULT_MODEL_DIR", tmp_path / "stripped")  # an install without it
     with pytest.raises(FileNotFoundError, match="missing from this installation .* pass model=DIR"):
         WorldModelEnv()
     with pytest.raises(FileNotFoundError, match="pass model=DIR"):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from vap_env.model.world_model import ActionToVideoModel, WorldModelConfig
+from vap_env.model import ActionToVideoModel, WorldModelConfig
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from vap_env.model.controlnet import (
+from vap_env.model.cogvideox.controlnet import (
     CogVideoXControlNet,
     CogVideoXControlNetOutput,
     NullTextEmbedding,
     StateEmbedding,
     TrajectoryEncoder,
 )
-from vap_env.model.transformer import ControlledCogVideoXTransformer, rotary_embedding
+from vap_env.model.cogvideox.transformer import ControlledCogVideoXTransformer, rotary_embedding
 
 TINY = dict(
     num_attention_heads=2,

@@ -9,8 +9,8 @@ import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 from safetensors.torch import save_file
 
+from vap_env.model import ActionToVideoModel, WorldModelConfig
 from vap_env.model.codec import CogVideoXVAECodec
-from vap_env.model.world_model import ActionToVideoModel, WorldModelConfig
 
 LATENT_CHANNELS = 4
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from vap_env.envs import DEFAULT_MODEL_DIR, default_segmenter_path
 from vap_env.evaluate.image_metrics import psnr, ssim
 from vap_env.evaluate.metrics import frame_iou
 from vap_env.evaluate.segmenter import RobotSegmenter, codec_reconstructions, collect_segmentation_frames
 from vap_env.model.codec import load_codec
+from vap_env.model.loading import DEFAULT_MODEL_DIR, default_segmenter_path
 
 HELDOUT_SEED = 300_000  # training episodes used seeds < 4000, held-out 100000-101014, segmenter 1000000+
 

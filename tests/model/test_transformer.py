@@ -9,7 +9,11 @@ import torch
 from diffusers import CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel
 from peft import LoraConfig
 
-from vap_env.model.transformer import ControlledCogVideoXTransformer, base_state_dict, rotary_embedding
+from vap_env.model.cogvideox.transformer import (
+    ControlledCogVideoXTransformer,
+    base_state_dict,
+    rotary_embedding,
+)
 
 TINY = dict(
     num_attention_heads=2,

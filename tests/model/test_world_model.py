@@ -13,10 +13,10 @@ import torch
 from diffusers import CogVideoXTransformer3DModel
 from safetensors.torch import load_file
 
+from vap_env.model import ActionToVideoModel, WorldModelConfig
 from vap_env.model.codec import FrameAutoencoder
+from vap_env.model.cogvideox.transformer import base_state_dict
 from vap_env.model.config import ATTACHMENT_FIELDS
-from vap_env.model.transformer import base_state_dict
-from vap_env.model.world_model import ActionToVideoModel, WorldModelConfig
 
 ModelFactory = Callable[..., ActionToVideoModel]
 BatchFactory = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]

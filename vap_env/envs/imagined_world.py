@@ -5,8 +5,9 @@
 recorded episode or a given image), and advancing any number of them with one batched ``model.generate``
 call. :class:`ImaginedEpisode` is one episode's state, DIAMOND-style: the commanded robot state, rolling
 buffers of the last ``context_frames`` frames and prompts, the task-state estimate and its own noise
-generator, so a batch of episodes reproduces the same episodes run one by one. :func:`load_world_model`
-turns a model argument (object, directory or ``"default"``) into the model.
+generator, so a batch of episodes reproduces the same episodes run one by one. The model is any
+:class:`~vap_env.model.protocol.WorldModel` (or what :func:`~vap_env.model.loading.load_world_model` loads);
+the world reads only its ``spec`` and calls only its ``generate``.
 """
 
 from __future__ import annotations
@@ -19,55 +20,22 @@ import numpy as np
 import torch
 
 from vap_env.camera import Camera, ViewpointSampler
-from vap_env.control import (
-    ACTION_MODES,
-    ActionController,
-    RobotCommand,
-    action_space,
-    check_action,
-    workspace_box,
-)
+from vap_env.control import ActionController, RobotCommand, action_space, check_action, workspace_box
 from vap_env.data import EpisodeDataset
 from vap_env.description import load_description
+from vap_env.envs.config import WorldModelEnvConfig
 from vap_env.envs.estimation import CubeDetector, TaskStateEstimate, estimate_task_state
+from vap_env.envs.interface import EnvInterface
 from vap_env.kinematics import Robot
 from vap_env.model.codec import frames_to_tensor, tensor_to_frames
 from vap_env.model.config import IMAGE_PROMPT_KINDS
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model.loading import load_world_model
+from vap_env.model.protocol import WorldModel, WorldModelSpec
 from vap_env.prompts import ActionPrompter
-from vap_env.sim.env import CAMERA_MODES, OBS_MODES, SimEnv, observation_space, state_layout
-from vap_env.sim.tasks import TASKS, PushTask, ReachTask, Task
+from vap_env.sim.env import SimEnv, observation_space, state_layout
+from vap_env.sim.tasks import PushTask, ReachTask, Task
 
-RESET_MODES = ("sim", "episode", "image")
-RENDER_VIEWS = ("frame", "prompt", "both")
 _OBJECT_REACH = 0.1  # m; how far past the TCP workspace a pushed cube may end up
-
-
-def load_world_model(
-    model: ActionToVideoModel | str | Path,
-    device: torch.device | str | None = None,
-) -> ActionToVideoModel:
-    """The world model from a model object, a ``save_pretrained`` directory (or the ``--out`` directory of
-    ``vap-env train``, which holds it as ``model/``), or ``"default"`` (``vap_env.envs.default_model_path``).
-
-    A model object is used as it is (moved to ``device`` if given): the envs only call its ``generate``,
-    under ``torch.no_grad``; a loaded one is in eval mode.
-    """
-    if isinstance(model, ActionToVideoModel) or (hasattr(model, "generate") and hasattr(model, "config")):
-        return model.to(device) if device is not None else model
-    if model == "default":
-        from vap_env.envs import default_model_path
-
-        model = default_model_path()
-    path = Path(model)
-    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
-        path = path / "model"  # the output directory of `vap-env train`
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"`model` must be an ActionToVideoModel or a directory written by its "
-            f"save_pretrained; {path} has no config.json"
-        )
-    return ActionToVideoModel.from_pretrained(path, device=device or "cpu").eval()
 
 
 @dataclass
@@ -100,68 +68,69 @@ class ImaginedEpisode:
 
 
 class ImaginedWorld:
-    """Starts and advances imagined episodes of one task with one world model (see
-    :class:`~vap_env.envs.world_model_env.WorldModelEnv` for the arguments)."""
+    """Starts and advances imagined episodes of one task with one world model.
+
+    Args:
+        model: A :class:`~vap_env.model.protocol.WorldModel`, a saved model directory, or ``"default"``
+            (:func:`~vap_env.model.loading.load_world_model`).
+        config: The env configuration (:class:`~vap_env.envs.config.WorldModelEnvConfig`; its defaults when
+            ``None``).
+        **overrides: Fields of the configuration given as keyword arguments (they replace ``config``'s).
+
+    Attributes:
+        model: The world model.
+        spec: Its :class:`~vap_env.model.protocol.WorldModelSpec` (robot, frame size, prompt kind, ...).
+        config: The configuration.
+        interface: The :class:`~vap_env.envs.interface.EnvInterface` its envs expose to policies.
+        robot: The kinematic robot.
+        image_size: The side of the model's square frames.
+    """
 
     def __init__(
         self,
-        model: ActionToVideoModel | str | Path,
-        robot: str | None = None,
-        image_size: int | None = None,
-        task: str = "push",
-        action_mode: str = "ee_delta",
-        obs_mode: str = "image",
-        camera: str | Camera = "fixed",
-        reset_mode: str = "sim",
-        dataset: str | Path | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float = 1.0,
-        device: torch.device | str | None = None,
-        max_ee_step: float = 0.02,
-        max_joint_step: float = 0.05,
+        model: WorldModel | str | Path,
+        config: WorldModelEnvConfig | None = None,
+        **overrides: Any,
     ) -> None:
-        _check_choices(
-            task=(task, tuple(TASKS)),
-            action_mode=(action_mode, ACTION_MODES),
-            obs_mode=(obs_mode, OBS_MODES),
-            reset_mode=(reset_mode, RESET_MODES),
-        )
-        if not isinstance(camera, Camera) and camera not in CAMERA_MODES:
-            raise ValueError(f"`camera` must be one of {', '.join(CAMERA_MODES)} or a Camera; got {camera!r}")
-        if num_inference_steps is not None and num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
-        self.model = load_world_model(model, device)
-        self.config = c = self.model.config
-        self.robot_name, self.image_size = self._check_model(robot, image_size)
-        self.task_name, self.action_mode, self.obs_mode = task, action_mode, obs_mode
-        self.reset_mode, self.camera_mode = reset_mode, camera
-        self.num_inference_steps, self.guidance_scale = num_inference_steps, float(guidance_scale)
-        self.desc = load_description(self.robot_name)
+        self.config = cfg = WorldModelEnvConfig.build(config, **overrides)
+        self.model = load_world_model(model, cfg.device)
+        self.spec: WorldModelSpec = self.model.spec
+        c = self.spec
+        self.image_size = self._check_model(cfg.robot, cfg.image_size)
+        self.desc = load_description(c.robot)
         self.robot = Robot(self.desc)
         if c.prompt == "state" and c.state_dim != self.robot.num_joints + 1:
             raise ValueError(
-                f"the model's state prompts have {c.state_dim} values; robot {self.robot_name!r} "
+                f"the model's state prompts have {c.state_dim} values; robot {c.robot!r} "
                 f"has {self.robot.num_joints} joints + gripper"
             )
-        self.workspace = workspace_box(self.robot)
-        self.max_ee_step, self.max_joint_step = float(max_ee_step), float(max_joint_step)
-        self.scorer = _scoring_task(task)
+        self.scorer = _scoring_task(cfg.task)
         self.detector = CubeDetector()
-        self.state_layout = state_layout(self.robot.num_joints, self.scorer.has_object)
-        self.action_space = action_space(action_mode, self.robot.num_joints)
-        self.observation_space = observation_space(self.state_layout, obs_mode, self.image_size)
-        self.dataset = self._open_dataset(dataset) if reset_mode == "episode" else None
-        self._sampler = ViewpointSampler.around(self.desc.camera) if camera == "random" else None
+        self.interface = EnvInterface(
+            task_name=cfg.task,
+            action_mode=cfg.action_mode,
+            state_layout=state_layout(self.robot.num_joints, self.scorer.has_object),
+            workspace=workspace_box(self.robot),
+            max_ee_step=cfg.max_ee_step,
+            max_joint_step=cfg.max_joint_step,
+        )
+        self.action_space = action_space(cfg.action_mode, self.robot.num_joints)
+        self.observation_space = observation_space(self.interface.state_layout, cfg.obs_mode, self.image_size)
+        self.dataset = self._open_dataset(cfg.dataset) if cfg.reset_mode == "episode" else None
+        self._sampler = ViewpointSampler.around(self.desc.camera) if cfg.camera == "random" else None
         self._sim: SimEnv | None = None
         self._fallback = np.array(
             [np.mean(self.desc.workspace_x), np.mean(self.desc.workspace_y), self.detector.centre_height]
         )
         # the cube cannot be far outside the TCP's reach: a red blob there is a generation artefact
-        self.object_region = (self.workspace[0] - _OBJECT_REACH, self.workspace[1] + _OBJECT_REACH)
+        workspace = self.interface.workspace
+        self.object_region = (workspace[0] - _OBJECT_REACH, workspace[1] + _OBJECT_REACH)
 
     # ----------------------------------------------------------------------------------------- checks
-    def _check_model(self, robot: str | None, image_size: int | None) -> tuple[str, int]:
-        c = self.config
+    def _check_model(self, robot: str | None, image_size: int | None) -> int:
+        """The side of the model's square frames, after checking the model fits ``robot`` and
+        ``image_size`` (when given) and the envs' RGB prompts."""
+        c = self.spec
         if robot is not None and robot != c.robot:
             raise ValueError(
                 f"the world model was trained for robot {c.robot!r}, not {robot!r}: pass a model "
@@ -179,22 +148,18 @@ class ImaginedWorld:
             )
         if c.prompt in IMAGE_PROMPT_KINDS and c.prompt_channels != 3:
             raise ValueError(f"image prompts are RGB; the model expects {c.prompt_channels} prompt channels")
-        return c.robot, height
+        return height
 
-    def _open_dataset(self, dataset: str | Path | None) -> EpisodeDataset:
-        if dataset is None:
-            raise ValueError(
-                "reset_mode='episode' needs `dataset`: a directory recorded by `vap-env collect`"
-            )
+    def _open_dataset(self, dataset: str | Path) -> EpisodeDataset:
         data = EpisodeDataset(dataset)
-        if data.robot != self.robot_name or tuple(data.image_size) != (self.image_size, self.image_size):
+        if data.robot != self.spec.robot or tuple(data.image_size) != (self.image_size, self.image_size):
             raise ValueError(
                 f"dataset {dataset} holds {data.robot!r} episodes at {data.image_size}; the world "
-                f"model is for {self.robot_name!r} at {self.image_size}x{self.image_size}"
+                f"model is for {self.spec.robot!r} at {self.image_size}x{self.image_size}"
             )
-        if data.task != self.task_name:
+        if data.task != self.config.task:
             raise ValueError(
-                f"dataset {dataset} holds {data.task!r} episodes, the env's task is {self.task_name!r}"
+                f"dataset {dataset} holds {data.task!r} episodes, the env's task is {self.config.task!r}"
             )
         if len(data) == 0:
             raise ValueError(f"dataset {dataset} holds no episodes")
@@ -215,11 +180,11 @@ class ImaginedWorld:
                 ``camera`` (default: the env's camera).
         """
         options = dict(options or {})
-        if self.reset_mode == "sim":
+        if self.config.reset_mode == "sim":
             _check_option_keys(options, (), "sim")
             sim_seed = int(np_random.integers(2**31 - 1)) if seed is None else int(seed)
             frames, joints, gripper, goal, camera = self._from_sim(sim_seed)
-        elif self.reset_mode == "episode":
+        elif self.config.reset_mode == "episode":
             _check_option_keys(options, ("episode",), "episode")
             frames, joints, gripper, goal, camera = self._from_dataset(np_random, options)
         else:
@@ -227,15 +192,16 @@ class ImaginedWorld:
             frames, joints, gripper, goal, camera = self._from_image(np_random, options)
         # the sampler's noise: one torch generator per episode, seeded from the env's own generator
         generator = torch.Generator().manual_seed(int(np_random.integers(2**63 - 1)))
+        face = self.interface
         controller = ActionController(
-            self.robot, self.action_mode, self.max_ee_step, self.max_joint_step, self.workspace
+            self.robot, face.action_mode, face.max_ee_step, face.max_joint_step, face.workspace
         )
-        prompter = ActionPrompter(self.robot, camera, kind=self.config.prompt)
+        prompter = ActionPrompter(self.robot, camera, kind=self.spec.prompt)
         prompts = np.stack([prompter.render(q, g) for q, g in zip(joints, gripper, strict=True)])
         controller.reset(joints[-1], float(gripper[-1]))
         ee = self._tcp(controller.command)
         estimate = estimate_task_state(
-            self.task_name,
+            face.task_name,
             frames[-1],
             camera,
             ee,
@@ -259,16 +225,16 @@ class ImaginedWorld:
         if self._sim is None:
             self._sim = SimEnv(
                 robot=self.desc,
-                task=self.task_name,
+                task=self.config.task,
                 obs_mode="image",
                 image_size=self.image_size,
-                camera=self.camera_mode,
+                camera=self.config.camera,
                 prompt="none",
             )
         frame, info = self._sim.reset(seed=seed)
-        frames = np.repeat(frame[None], self.config.context_frames, axis=0)
-        joints = np.repeat(info["commanded_joints"][None], self.config.context_frames, axis=0)
-        gripper = np.full(self.config.context_frames, info["commanded_gripper"])
+        frames = np.repeat(frame[None], self.spec.context_frames, axis=0)
+        joints = np.repeat(info["commanded_joints"][None], self.spec.context_frames, axis=0)
+        gripper = np.full(self.spec.context_frames, info["commanded_gripper"])
         return frames, joints, gripper, info["goal"], self._sim.camera
 
     def _from_dataset(self, np_random: np.random.Generator, options: dict[str, Any]) -> tuple:
@@ -277,7 +243,7 @@ class ImaginedWorld:
             int(options["episode"]) if "episode" in options else int(np_random.integers(len(self.dataset)))
         )
         episode = self.dataset[index]
-        tc = self.config.context_frames
+        tc = self.spec.context_frames
         if episode.num_frames < tc:
             raise ValueError(
                 f"episode {index} has {episode.num_frames} frames; the model needs {tc} as context"
@@ -304,14 +270,14 @@ class ImaginedWorld:
         camera = options.get("camera") or self._episode_camera(np_random)
         if (camera.width, camera.height) != (self.image_size, self.image_size):
             camera = camera.resized(self.image_size, self.image_size)
-        tc = self.config.context_frames
+        tc = self.spec.context_frames
         joints = np.repeat(np.asarray(options["joints"], dtype=np.float64)[None], tc, axis=0)
         gripper = np.full(tc, float(options.get("gripper", 1.0)))
         return np.repeat(image[None], tc, axis=0), joints, gripper, goal, camera
 
     def _episode_camera(self, np_random: np.random.Generator) -> Camera:
-        if isinstance(self.camera_mode, Camera):
-            return self.camera_mode
+        if isinstance(self.config.camera, Camera):
+            return self.config.camera
         if self._sampler is not None:
             return self._sampler.sample(np_random, self.image_size, self.image_size)
         return Camera.from_spec(self.desc.camera, self.image_size, self.image_size)
@@ -325,9 +291,9 @@ class ImaginedWorld:
         the way (interpolated in joint space) are drawn as prompts; the model generates that many frames from
         the rolling context; the buffers roll and the task state is re-estimated from the newest frame.
         """
-        c, k = self.config, self.config.frames_per_step
+        c, k = self.spec, self.spec.frames_per_step
         shape = self.action_space.shape
-        actions = [check_action(a, shape, self.action_mode) for a in actions]  # all valid before any moves
+        actions = [check_action(a, shape, self.interface.action_mode) for a in actions]  # all valid before any moves
         new_prompts = []
         for episode, action in zip(episodes, actions, strict=True):
             start = episode.command
@@ -342,16 +308,16 @@ class ImaginedWorld:
             self.model.generate(
                 context,
                 self._prompt_tensor(prompts),
-                self.num_inference_steps,
+                self.config.num_inference_steps,
                 generator=[e.generator for e in episodes],
-                guidance_scale=self.guidance_scale,
+                guidance_scale=self.config.guidance_scale,
             )
         )  # (N, k, H, W, 3)
         for episode, new_frames, prompt in zip(episodes, frames, new_prompts, strict=True):
             episode.frames = np.concatenate([episode.frames, new_frames])[-c.context_frames :]
             episode.prompts = np.concatenate([episode.prompts, prompt])[-c.context_frames :]
             episode.estimate = estimate_task_state(
-                self.task_name,
+                self.interface.task_name,
                 episode.frames[-1],
                 episode.camera,
                 self._tcp(episode.command),
@@ -363,9 +329,9 @@ class ImaginedWorld:
 
     def _prompt_tensor(self, prompts: np.ndarray) -> torch.Tensor | None:
         """(N, T, H, W, 3) uint8 image prompts -> (N, T, 3, H, W) in [-1, 1]; (N, T, D) states as float."""
-        if self.config.prompt == "none":
+        if self.spec.prompt == "none":
             return None
-        if self.config.prompt == "state":
+        if self.spec.prompt == "state":
             return torch.from_numpy(prompts.astype(np.float32))
         return frames_to_tensor(prompts)
 
@@ -376,14 +342,14 @@ class ImaginedWorld:
     # ----------------------------------------------------------------------------------------- outputs
     def observation(self, episode: ImaginedEpisode) -> Any:
         """A fresh observation: the newest frame, the state vector (SimEnv's layout), or both."""
-        if self.obs_mode == "image":
+        if self.config.obs_mode == "image":
             return episode.frames[-1].copy()
         cmd, est = episode.command, episode.estimate
         parts = [cmd.joints, est.ee_position, [cmd.gripper]]
         if est.object_position is not None:
             parts.append(est.object_position)
         state = np.concatenate([*parts, episode.goal]).astype(np.float32)
-        return state if self.obs_mode == "state" else {"image": episode.frames[-1].copy(), "state": state}
+        return state if self.config.obs_mode == "state" else {"image": episode.frames[-1].copy(), "state": state}
 
     def reward(self, episode: ImaginedEpisode) -> tuple[float, bool, dict[str, float]]:
         """(reward, success, reward parts) of the estimated task state, by the task's own reward code."""
@@ -418,7 +384,7 @@ class ImaginedWorld:
         frame = episode.frames[-1]
         if view == "frame":
             return frame.copy()
-        if self.config.prompt in IMAGE_PROMPT_KINDS or self.config.prompt == "none":
+        if self.spec.prompt in IMAGE_PROMPT_KINDS or self.spec.prompt == "none":
             prompt = episode.prompts[-1]
         else:  # a state vector: show the skeleton of the commanded state instead
             cmd = episode.command
@@ -432,25 +398,11 @@ class ImaginedWorld:
                 obj.close()
 
 
-def check_render(render_mode: str | None, render_view: str, modes: list[str]) -> None:
-    """Checks the ``render_mode`` (``None`` or one of ``modes``) and ``render_view`` (one of
-    :data:`RENDER_VIEWS`) arguments of the world-model envs; raises ``ValueError`` naming the bad one."""
-    if render_mode not in (None, *modes):
-        raise ValueError(f"`render_mode` must be None or one of {modes}; got {render_mode!r}")
-    _check_choices(render_view=(render_view, RENDER_VIEWS))
-
-
 def _scoring_task(task: str) -> Task:
     """The task's reward and success code, without a scene: ``reward_terms`` and ``is_success`` read only
     their arguments (the simulator's defaults: 3 cm reach and 5 cm push thresholds, 0.1 near weight)."""
     task_cls = {"reach": ReachTask, "push": PushTask}[task]
     return task_cls(None, lambda: np.zeros(3))  # type: ignore[arg-type]
-
-
-def _check_choices(**values: tuple[Any, tuple]) -> None:
-    for name, (value, valid) in values.items():
-        if value not in valid:
-            raise ValueError(f"`{name}` must be one of {', '.join(valid)}; got {value!r}")
 
 
 def _check_option_keys(options: dict[str, Any], allowed: tuple[str, ...], mode: str) -> None:

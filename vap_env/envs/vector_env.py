@@ -8,26 +8,28 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
 from vap_env.camera import Camera
-from vap_env.envs.imagined_world import ImaginedEpisode, ImaginedWorld, check_render
+from vap_env.envs.config import WorldModelEnvConfig, check_render
+from vap_env.envs.imagined_world import ImaginedEpisode, ImaginedWorld
+from vap_env.envs.interface import InterfaceAttributes
 from vap_env.envs.world_model_env import WorldModelEnv
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model.protocol import WorldModel
 
 _PER_SUB_ENV = ("camera", "episode", "frame")  # get_attr names whose value differs between sub-envs
 
 
-class WorldModelVectorEnv(VectorEnv):
+class WorldModelVectorEnv(InterfaceAttributes, VectorEnv):
     """``num_envs`` :class:`~vap_env.envs.world_model_env.WorldModelEnv` episodes stepped together.
 
     Every step runs the N actions through their controllers and prompts, then ONE batched
     ``model.generate`` call for all N episodes (each row with its own ``torch.Generator``, so sub-env ``i``
     reproduces a single ``WorldModelEnv`` reset with the same seed, up to batched float arithmetic). Spaces,
-    rewards, info keys, reset modes and arguments are the single env's (see its docstring); additionally:
+    rewards, info keys, reset modes, arguments (a ``config`` and/or its fields as keyword arguments), ``config``
+    and ``interface`` are the single env's (see its docstring); additionally:
 
     - ``num_envs``: the number of sub-envs; ``max_episode_steps``: truncation after that many steps (``None``
       never truncates). ``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point", model=DIR)``
@@ -55,55 +57,27 @@ class WorldModelVectorEnv(VectorEnv):
 
     def __init__(
         self,
-        model: ActionToVideoModel | str | Path = "default",
+        model: WorldModel | str | Path = "default",
         num_envs: int = 1,
         max_episode_steps: int | None = None,
-        robot: str | None = None,
-        image_size: int | None = None,
-        task: str = "push",
-        action_mode: str = "ee_delta",
-        obs_mode: str = "image",
-        camera: str | Camera = "fixed",
-        reset_mode: str = "sim",
-        dataset: str | Path | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float = 1.0,
-        device: torch.device | str | None = None,
+        config: WorldModelEnvConfig | None = None,
+        *,
         render_mode: str | None = None,
         render_view: str = "frame",
-        max_ee_step: float = 0.02,
-        max_joint_step: float = 0.05,
+        **overrides: Any,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"`num_envs` must be >= 1, got {num_envs}")
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"`max_episode_steps` must be >= 1 or None, got {max_episode_steps}")
         check_render(render_mode, render_view, self.metadata["render_modes"])
-        self.world = w = ImaginedWorld(
-            model,
-            robot,
-            image_size,
-            task,
-            action_mode,
-            obs_mode,
-            camera,
-            reset_mode,
-            dataset,
-            num_inference_steps,
-            guidance_scale,
-            device,
-            max_ee_step,
-            max_joint_step,
-        )
+        self.world = w = ImaginedWorld(model, config, **overrides)
         self.num_envs, self.max_episode_steps = int(num_envs), max_episode_steps
         self.render_mode, self.render_view = render_mode, render_view
         self.single_action_space, self.single_observation_space = w.action_space, w.observation_space
         self.action_space = batch_space(w.action_space, self.num_envs)
         self.observation_space = batch_space(w.observation_space, self.num_envs)
-        self.model, self.robot, self.desc, self.state_layout = w.model, w.robot, w.desc, w.state_layout
-        self.workspace, self.max_ee_step, self.max_joint_step = w.workspace, w.max_ee_step, w.max_joint_step
-        self.task_name, self.action_mode, self.obs_mode = w.task_name, w.action_mode, w.obs_mode
-        self.image_size = w.image_size
+        self.config, self.interface, self.model, self.robot = w.config, w.interface, w.model, w.robot
         self.episodes: list[ImaginedEpisode | None] = [None] * self.num_envs
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._options: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
@@ -138,7 +112,9 @@ class WorldModelVectorEnv(VectorEnv):
         actions = np.asarray(actions)
         expected = (self.num_envs, *self.single_action_space.shape)
         if actions.shape != expected:
-            raise ValueError(f"actions must have shape {expected} ({self.action_mode}), got {actions.shape}")
+            raise ValueError(
+                f"actions must have shape {expected} ({self.interface.action_mode}), got {actions.shape}"
+            )
         episodes = self._require_episodes()
         self.world.advance(episodes, actions)
         self._steps += 1

@@ -11,30 +11,32 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from vap_env.camera import Camera
 from vap_env.envs import imagined_world  # by module: its names live there only, not here too
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.envs.config import WorldModelEnvConfig, check_render
+from vap_env.envs.interface import InterfaceAttributes
+from vap_env.model.protocol import WorldModel
 from vap_env.sim.env import PHYSICS_HZ
 
 ResetOutput = tuple[Any, dict[str, Any]]
 StepOutput = tuple[Any, float, bool, bool, dict[str, Any]]
 
 
-class WorldModelEnv(gym.Env):
+class WorldModelEnv(InterfaceAttributes, gym.Env):
     """
     ## Description
 
     The tabletop tasks of :class:`~vap_env.sim.env.SimEnv` (``reach``, ``push``) with a learned world model as
     the dynamics: every step turns the action into a commanded robot state (``vap_env.control``, the same code
     as the simulator's), draws it as a visual action prompt (a skeleton by default, the kind the model was
-    trained with) and lets the action-to-video model (:class:`~vap_env.model.world_model.ActionToVideoModel`)
-    generate the next frame(s) from the last ``context_frames`` frames (rolling buffers, as in DIAMOND).
-    Nothing reads a simulator after the reset: the cube's position is estimated from the generated frames
-    (:mod:`vap_env.envs.estimation`), the robot's from its commanded state. A model that generates
-    ``frames_per_step`` = k > 1 frames per call is prompted with k commanded states along the joint-space line
-    from the previous command to the new one; the observation is the last frame.
+    trained with) and lets the world model (a :class:`~vap_env.model.protocol.WorldModel`, by default the
+    CogVideoX action-to-video model) generate the next frame(s) from the last ``context_frames`` frames
+    (rolling buffers, as in DIAMOND). Nothing reads a simulator after the reset: the cube's position is
+    estimated from the generated frames (:mod:`vap_env.envs.estimation`), the robot's from its commanded
+    state. A model that generates ``frames_per_step`` = k > 1 frames per call is prompted with k commanded
+    states along the joint-space line from the previous command to the new one; the observation is the last
+    frame.
 
     ## Action Space
 
@@ -73,8 +75,12 @@ class WorldModelEnv(gym.Env):
 
     ## Arguments
 
-    - ``model``: an :class:`ActionToVideoModel`, its ``save_pretrained`` directory, or ``"default"`` (the
-      shipped tiny Panda push and reach model, 64x64; see ``vap_env/default_model/MODEL_CARD.md``).
+    - ``model``: a :class:`~vap_env.model.protocol.WorldModel`, its ``save_pretrained`` directory, or
+      ``"default"`` (the shipped tiny Panda push and reach model, 64x64; see
+      ``vap_env/default_model/MODEL_CARD.md``).
+    - ``config``: a :class:`~vap_env.envs.config.WorldModelEnvConfig` holding the arguments below but the
+      render ones; each of them may also be given as a keyword argument (``gym.make(id, task="reach")``),
+      which replaces the config's field.
     - ``robot``, ``image_size``: optional checks; the model's config decides both, and a model trained for
       another robot or size raises ``ValueError``.
     - ``task``, ``action_mode``, ``obs_mode``, ``camera`` (``"fixed"``, ``"random"``, a Camera): as SimEnv's.
@@ -94,8 +100,9 @@ class WorldModelEnv(gym.Env):
     ``object_visible`` (``push``: the estimate, kept from the last frame while the cube is hidden);
     ``is_success`` and the ``reward_*`` parts. Public attributes: ``frame`` (newest frame), ``camera``,
     ``episode`` (the :class:`~vap_env.envs.imagined_world.ImaginedEpisode`), ``world`` (its
-    :class:`~vap_env.envs.imagined_world.ImaginedWorld`), ``model``, ``robot``, ``state_layout``,
-    ``workspace``, ``max_ee_step``, ``action_mode``, ``task_name``.
+    :class:`~vap_env.envs.imagined_world.ImaginedWorld`), ``model``, ``robot``, ``config`` and
+    ``interface`` (the :class:`~vap_env.envs.interface.EnvInterface` policies read, as in SimEnv: task,
+    action mode and scales, state layout, workspace).
 
     ## Version History
 
@@ -106,49 +113,21 @@ class WorldModelEnv(gym.Env):
 
     def __init__(
         self,
-        model: ActionToVideoModel | str | Path = "default",
-        robot: str | None = None,
-        image_size: int | None = None,
-        task: str = "push",
-        action_mode: str = "ee_delta",
-        obs_mode: str = "image",
-        camera: str | Camera = "fixed",
-        reset_mode: str = "sim",
-        dataset: str | Path | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float = 1.0,
-        device: torch.device | str | None = None,
+        model: WorldModel | str | Path = "default",
+        config: WorldModelEnvConfig | None = None,
+        *,
         render_mode: str | None = None,
         render_view: str = "frame",
-        max_ee_step: float = 0.02,
-        max_joint_step: float = 0.05,
+        **overrides: Any,
     ) -> None:
-        imagined_world.check_render(render_mode, render_view, self.metadata["render_modes"])
-        self.world = imagined_world.ImaginedWorld(
-            model,
-            robot,
-            image_size,
-            task,
-            action_mode,
-            obs_mode,
-            camera,
-            reset_mode,
-            dataset,
-            num_inference_steps,
-            guidance_scale,
-            device,
-            max_ee_step,
-            max_joint_step,
-        )
+        check_render(render_mode, render_view, self.metadata["render_modes"])
+        self.world = imagined_world.ImaginedWorld(model, config, **overrides)
         self.render_mode, self.render_view = render_mode, render_view
         self.action_space = self.world.action_space
         self.observation_space = self.world.observation_space
-        # what policies and recorders read from SimEnv too (scripted experts: state_layout, workspace, ...)
-        w = self.world
-        self.model, self.robot, self.desc, self.state_layout = w.model, w.robot, w.desc, w.state_layout
-        self.workspace, self.max_ee_step, self.max_joint_step = w.workspace, w.max_ee_step, w.max_joint_step
-        self.task_name, self.action_mode, self.obs_mode = w.task_name, w.action_mode, w.obs_mode
-        self.image_size = w.image_size
+        # one place for what policies read (`interface`, as SimEnv has it) and what the env was made with
+        self.config, self.interface = self.world.config, self.world.interface
+        self.model, self.robot = self.world.model, self.world.robot
         self.episode: imagined_world.ImaginedEpisode | None = None
 
     @property

@@ -217,8 +217,12 @@ class WorldModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> WorldModelConfig:
-        """Reads a config written by :meth:`to_json`; unknown fields are an error."""
-        values = json.loads(text)
+        """Reads a config written by :meth:`to_json`; unknown fields are an error.
+
+        Keys starting with ``_`` are not fields: a saved model's ``config.json`` names its class in
+        ``_class_name``, as diffusers configs do (``vap_env.model.loading``).
+        """
+        values = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

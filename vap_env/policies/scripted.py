@@ -8,7 +8,8 @@ family of policies, which is what policy evaluation needs:
 - ``hesitation``: probability that a step is a no-op (no motion, gripper command unchanged).
 
 Both are drawn from the policy's own seeded generator, so a (policy seed, env seed) pair replays exactly.
-The experts need from ``env.unwrapped``: ``state_layout``, ``workspace`` (low, high) of the commanded TCP,
+The experts read ``env.unwrapped.interface`` (:class:`~vap_env.envs.interface.EnvInterface`, the same in
+the simulator and in imagination): ``state_layout``, ``workspace`` (low, high) of the commanded TCP,
 ``max_ee_step`` and ``action_mode == "ee_delta"``.
 """
 
@@ -18,6 +19,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from vap_env.envs.interface import EnvInterface
 
 
 class _ScriptedPolicy:
@@ -29,13 +32,12 @@ class _ScriptedPolicy:
             raise ValueError(f"`noise` must be >= 0, got {noise}")
         if not 0 <= hesitation <= 1:
             raise ValueError(f"`hesitation` must be in [0, 1], got {hesitation}")
-        base = env.unwrapped
-        mode = getattr(base, "action_mode", None)
-        if mode != "ee_delta":
-            raise ValueError(f"scripted experts need action_mode='ee_delta', got {mode!r}")
-        self.layout: dict[str, slice] = dict(base.state_layout)
-        self.workspace_low, self.workspace_high = (np.asarray(b, dtype=np.float64) for b in base.workspace)
-        self.max_step = float(base.max_ee_step)
+        interface = EnvInterface.of(env)
+        if interface.action_mode != "ee_delta":
+            raise ValueError(f"scripted experts need action_mode='ee_delta', got {interface.action_mode!r}")
+        self.layout: dict[str, slice] = dict(interface.state_layout)
+        self.workspace_low, self.workspace_high = (np.asarray(b, dtype=np.float64) for b in interface.workspace)
+        self.max_step = float(interface.max_ee_step)
         self.noise, self.hesitation = float(noise), float(hesitation)
         self._rng = np.random.default_rng(seed)
 

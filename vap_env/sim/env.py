@@ -11,6 +11,7 @@ from gymnasium import spaces
 from vap_env.camera import Camera, ViewpointSampler
 from vap_env.control import ACTION_MODES, ActionController, RobotCommand
 from vap_env.description import RobotDescription, list_robots, load_description
+from vap_env.envs.interface import EnvInterface
 from vap_env.kinematics import Robot
 from vap_env.prompts import PROMPT_KINDS, ActionPrompter
 from vap_env.sim.registration import arm_robots
@@ -116,7 +117,8 @@ class SimEnv(gym.Env):
     image, ``robot_mask`` and ``object_mask`` ((H, W) bool; state-only envs render them on demand with
     :meth:`frame`).
 
-    Public attributes for scripted policies and recorders: ``camera`` (this episode's
+    Public attributes for scripted policies and recorders: ``interface`` (what policies read, an
+    :class:`~vap_env.envs.interface.EnvInterface` as in the world-model envs), ``camera`` (this episode's
     :class:`~vap_env.camera.Camera`), ``robot`` (the kinematic :class:`~vap_env.kinematics.Robot`),
     ``state_layout`` (name -> slice of the state vector), ``workspace`` ((low, high) box of the commanded
     TCP), ``controller`` (the :class:`~vap_env.control.ActionController`; ``command`` is its commanded
@@ -160,6 +162,8 @@ class SimEnv(gym.Env):
         self._prompt_kind = prompt
         self.prompter = ActionPrompter(self.robot, self._camera, kind=prompt)
         self.state_layout = state_layout(self.robot.num_joints, self.task.has_object)
+        self.interface = EnvInterface(task, action_mode, self.state_layout, self.workspace, self.max_ee_step,
+                                      self.max_joint_step)  # what policies read, as in the world-model envs
         self.action_space = self.controller.action_space
         self.observation_space = observation_space(self.state_layout, obs_mode, self.image_size)
         self._render: SceneRender | None = None

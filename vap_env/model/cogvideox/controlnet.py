@@ -4,7 +4,7 @@
 time embeddings and of its first ``N`` blocks, plus a trajectory encoder (3D convolutions over the visual
 action prompt video, in pixel space) whose tokens are added to the copied patch tokens; every block's
 video tokens go through a zero-initialised linear layer and become the residual that
-:class:`~vap_env.model.transformer.ControlledCogVideoXTransformer` adds after the same block of the base.
+:class:`~vap_env.model.cogvideox.transformer.ControlledCogVideoXTransformer` adds after the same block of the base.
 At initialisation the residuals are exactly zero, so base + ControlNet is the base. With ``N = 0`` (the
 "LoRA only" ablation) it is the trajectory encoder and one zero-initialised projection alone: the prompt
 tokens become the single residual added after base block 0, and the base adapts through its LoRA only.
@@ -28,7 +28,7 @@ from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBloc
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
-from vap_env.model.transformer import base_state_dict
+from vap_env.model.cogvideox.transformer import base_state_dict
 
 
 @dataclass

@@ -1,0 +1,242 @@
+"""What training needs of the CogVideoX world model: stages, trainable parts and the diffusion loss.
+
+:class:`ActionToVideoTrainingMixin` is a part of :class:`~vap_env.model.cogvideox.model.ActionToVideoModel`
+(as diffusers' loader mixins are parts of its models): it reads the model's codec, transformer, ControlNet,
+state embedder, null text and scheduler, and builds none of them. Kept apart so that the model file holds
+the architecture and sampling, and this one what a trainer calls (:meth:`~ActionToVideoTrainingMixin.set_stage`,
+:meth:`~ActionToVideoTrainingMixin.latent_training_loss`, ...).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from diffusers.utils.torch_utils import randn_tensor
+from torch import Tensor, nn
+
+from vap_env.model.cogvideox.controlnet import CogVideoXControlNet
+from vap_env.model.config import STAGES
+
+if TYPE_CHECKING:
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+    from vap_env.model.codec import Codec
+    from vap_env.model.cogvideox.controlnet import NullTextEmbedding, StateEmbedding
+    from vap_env.model.cogvideox.transformer import ControlledCogVideoXTransformer
+    from vap_env.model.config import WorldModelConfig
+
+__all__ = ["ActionToVideoTrainingMixin"]
+
+
+class ActionToVideoTrainingMixin:
+    """Training stages, per-part trainable parameters and the v-prediction loss of the world model."""
+
+    # set by ActionToVideoModel.__init__
+    config: WorldModelConfig
+    codec: Codec
+    transformer: ControlledCogVideoXTransformer
+    controlnet: CogVideoXControlNet | None
+    state_embedder: StateEmbedding | None
+    null_text: NullTextEmbedding
+    scheduler: SchedulerMixin
+    num_context_latents: int
+    num_target_latents: int
+    latent_size: tuple[int, int]
+    device: torch.device
+    dtype: torch.dtype
+
+    # ------------------------------------------------------------------ stages and parameters
+
+    def set_stage(self, stage: str) -> None:
+        """Sets which parameters train.
+
+        Args:
+            stage: ``pretrain``: the base transformer (and null text) train, without conditioning;
+                ``control``: the base is frozen, ControlNet + LoRA + state embedder + null text train;
+                ``joint``: everything but the codec trains (small models from scratch).
+        """
+        if stage not in STAGES:
+            raise ValueError(f"`stage` must be one of {list(STAGES)}, got {stage!r}")
+        self.config.stage = stage
+        parts = self._parts()
+        trainable = {
+            "pretrain": ("base",),
+            "control": ("lora", "controlnet", "other"),
+            "joint": ("base", "lora", "controlnet", "other"),
+        }[stage]
+        for name, params in parts.items():
+            for param in params:
+                param.requires_grad_(name in trainable)
+        if stage == "pretrain":
+            self.null_text.requires_grad_(True)
+
+    def recopy_controlnet(self) -> None:
+        """Replaces the ControlNet by a fresh copy of the base transformer's first blocks, as they are now.
+
+        The ControlNet is a copy of the first ``controlnet_layers`` base blocks made when the model is built;
+        after a ``pretrain`` stage has trained the base, the ``control`` stage should start from a copy of
+        the trained blocks (with a new trajectory encoder and zero-initialised output projections, so that
+        the model's output is unchanged), as the paper's ControlNet starts from the pretrained CogVideoX.
+        With ``controlnet_layers=0`` there is nothing to copy: the trajectory encoder and its projection
+        are simply new. Parameters train as the current stage says.
+        """
+        if self.controlnet is None:
+            raise ValueError(f"prompt kind {self.config.prompt!r} has no ControlNet to copy")
+        c, f, s = self.config, self.codec.temporal_factor, self.codec.spatial_factor
+        self.controlnet = CogVideoXControlNet.from_transformer(
+            self.transformer,
+            c.controlnet_layers,
+            c.prompt_channels,
+            spatial_stride=s * c.patch_size,
+            temporal_stride=f,
+            encoder_channels=c.controlnet_encoder_channels,
+        )
+        self.set_stage(c.stage)
+
+    def _parts(self) -> dict[str, list[nn.Parameter]]:
+        base, lora = [], []
+        for name, param in self.transformer.named_parameters():
+            (lora if ".lora_" in name else base).append(param)
+        other = list(self.null_text.parameters())
+        if self.state_embedder is not None:
+            other += list(self.state_embedder.parameters())
+        controlnet = list(self.controlnet.parameters()) if self.controlnet is not None else []
+        return {"base": base, "lora": lora, "controlnet": controlnet, "other": other}
+
+    def trainable_parameters_report(self) -> dict[str, int]:
+        """Trainable parameter counts per part: ``base``, ``lora``, ``controlnet``, ``other``."""
+        return {
+            name: sum(p.numel() for p in params if p.requires_grad) for name, params in self._parts().items()
+        }
+
+    # ------------------------------------------------------------------ the diffusion loss
+
+    def training_loss(
+        self,
+        context_frames: Tensor,
+        target_frames: Tensor,
+        prompts: Tensor | None,
+        generator: torch.Generator | None = None,
+        loss_weight: Tensor | None = None,
+        text_embeds: Tensor | None = None,
+    ) -> Tensor:
+        """The v-prediction diffusion loss on the target frames' latents.
+
+        Args:
+            context_frames: ``(B, Tc, 3, H, W)`` in ``[-1, 1]``.
+            target_frames: ``(B, Tf, 3, H, W)`` in ``[-1, 1]``.
+            prompts: ``(B, Tc + Tf, Cp, H, W)`` image prompts in ``[-1, 1]``, ``(B, Tc + Tf, D)`` states, or
+                ``None`` for the ``none`` kind. Ignored in the ``pretrain`` stage.
+            generator: Source of the timesteps, noise, context-noise sigmas and control dropout.
+            loss_weight: Optional ``(B, Tf, 1, H, W)`` per-pixel weights (e.g. larger on the interaction
+                region), averaged down to the latent grid; the loss is ``mean(weight x squared error)``.
+            text_embeds: Optional ``(B or 1, L, text_embed_dim)`` precomputed text embeddings used instead of
+                the learned null text.
+
+        Returns:
+            The scalar loss.
+        """
+        latents = self.encode_clip(context_frames, target_frames)
+        return self.latent_training_loss(latents, prompts, generator, loss_weight, text_embeds)
+
+    @torch.no_grad()
+    def encode_clip(self, context_frames: Tensor, target_frames: Tensor) -> Tensor:
+        """Encodes a clip's context and target frames together, as :meth:`latent_training_loss` takes them.
+
+        Args:
+            context_frames: ``(B, Tc, 3, H, W)`` in ``[-1, 1]``.
+            target_frames: ``(B, Tf, 3, H, W)`` in ``[-1, 1]``.
+
+        Returns:
+            ``(B, Tc' + Tf', C, h, w)`` scaled latents in the model's dtype, on its device. For a per-frame
+            codec (``temporal_factor`` 1) latent frame ``t`` is frame ``t``'s alone, so latents may be
+            computed once per frame and cut into clips; a temporal codec needs the whole clip at once.
+        """
+        c = self.config
+        self._check_frames(context_frames, c.context_frames, "context_frames")
+        self._check_frames(target_frames, c.frames_per_step, "target_frames")
+        frames = torch.cat([context_frames, target_frames], dim=1).to(self.device)
+        return self.codec.encode(frames).to(self.dtype)
+
+    def latent_training_loss(
+        self,
+        latents: Tensor,
+        prompts: Tensor | None,
+        generator: torch.Generator | None = None,
+        loss_weight: Tensor | None = None,
+        text_embeds: Tensor | None = None,
+    ) -> Tensor:
+        """The loss of :meth:`training_loss` on precomputed clip latents (a trainer caches them once).
+
+        Args:
+            latents: ``(B, Tc' + Tf', C, h, w)`` scaled latents as :meth:`encode_clip` returns them.
+            prompts: ``(B, Tc + Tf, Cp, H, W)`` image prompts, ``(B, Tc + Tf, D)`` states, or ``None``; see
+                :meth:`training_loss`.
+            generator: Source of the timesteps, noise, context-noise sigmas and control dropout.
+            loss_weight: Optional ``(B, Tf, 1, H, W)`` per-pixel weights.
+            text_embeds: Optional ``(B or 1, L, text_embed_dim)`` precomputed text embeddings.
+
+        Returns:
+            The scalar loss (float32).
+        """
+        c, batch_size = self.config, latents.shape[0]
+        num_latents = self.num_context_latents + self.num_target_latents
+        expected = (num_latents, self.codec.latent_channels, *self.latent_size)
+        if latents.ndim != 5 or tuple(latents.shape[1:]) != expected:
+            raise ValueError(
+                f"`latents` must be (B, {', '.join(map(str, expected))}), got {tuple(latents.shape)}"
+            )
+        use_control = c.stage != "pretrain"
+        prompts = self._check_prompts(prompts, batch_size) if use_control else None
+        device, dtype = self.device, self.dtype
+        latents = latents.to(device, dtype)
+
+        draw_device = generator.device if generator is not None else device
+        timesteps = torch.randint(
+            0,
+            self.scheduler.config.num_train_timesteps,
+            (batch_size,),
+            generator=generator,
+            device=draw_device,
+        ).to(device)
+        noise = randn_tensor(tuple(latents.shape), generator=generator, device=device, dtype=dtype)
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        velocity = self.scheduler.get_velocity(latents, noise, timesteps)
+
+        context = latents[:, : self.num_context_latents]
+        if c.context_noise_log_sigma is not None:
+            log_sigma = torch.randn(batch_size, generator=generator, device=draw_device).to(device)
+            sigma = (log_sigma * c.context_noise_log_sigma_std + c.context_noise_log_sigma).exp().to(dtype)
+            eps = randn_tensor(tuple(context.shape), generator=generator, device=device, dtype=dtype)
+            context = context + sigma.view(-1, 1, 1, 1, 1) * eps
+        model_input = torch.cat([noisy, self._conditioning(context)], dim=2)
+
+        keep = torch.rand(batch_size, generator=generator, device=draw_device).to(device) >= c.control_dropout
+        control_scale = (keep & use_control).to(dtype)
+        prediction = self._predict(
+            model_input,
+            timesteps,
+            self._text(batch_size, text_embeds),
+            prompts,
+            control_scale,
+            self._rotary(),
+        )
+        error = (prediction.float() - velocity.float()).square()[:, self.num_context_latents :]
+        if loss_weight is not None:
+            error = error * self._latent_weight(loss_weight)
+        return error.mean()
+
+    def _latent_weight(self, loss_weight: Tensor) -> Tensor:
+        """``(B, Tf, 1, H, W)`` pixel weights -> ``(B, Tf', 1, h, w)`` by averaging over each latent cell."""
+        expected = (self.config.frames_per_step, 1, *self.config.image_size)
+        if loss_weight.ndim != 5 or tuple(loss_weight.shape[1:]) != expected:
+            raise ValueError(
+                f"`loss_weight` must be (B, {', '.join(map(str, expected))}), got {tuple(loss_weight.shape)}"
+            )
+        b, f, s = loss_weight.shape[0], self.codec.temporal_factor, self.codec.spatial_factor
+        weight = loss_weight.to(self.device, torch.float32).unflatten(1, (self.num_target_latents, f)).mean(2)
+        if s > 1:
+            weight = F.avg_pool2d(weight.flatten(0, 1), s).unflatten(0, (b, self.num_target_latents))
+        return weight
