@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vap_env  # noqa: F401  (registers the env ids)
-from vap_env.envs import DEFAULT_MODEL_DIR, default_model_path, default_segmenter_path
+from vap_env.model.loading import DEFAULT_MODEL_DIR, default_model_path, default_segmenter_path
 
 MAX_BYTES = 50 * 2**20
 
@@ -34,9 +34,9 @@ def test_the_default_ships_in_safetensors_within_50_mb() -> None:
 
 
 def test_default_model_loads_with_its_codec_and_segmenter() -> None:
-    from vap_env.envs.imagined_world import load_world_model
     from vap_env.evaluate.segmenter import RobotSegmenter
     from vap_env.model.codec import FrameAutoencoder
+    from vap_env.model.loading import load_world_model
 
     model = load_world_model("default")
     assert model.config.robot == "panda" and model.config.image_size == (64, 64)

@@ -26,8 +26,7 @@ import numpy as np
 from gymnasium import spaces
 
 from vap_env.kinematics import Robot
-
-ACTION_MODES = ("ee_delta", "joint_delta")
+from vap_env.modes import ACTION_MODES
 
 WORKSPACE_MARGIN = 0.12  # m; the push expert's approach point lies up to ~8 cm outside the object workspace
 TCP_CLEARANCE = 0.006  # m; the lowest commanded TCP keeps the finger tips this far above the table

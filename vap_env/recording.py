@@ -71,8 +71,8 @@ def record_episode(env, policy, seed: int, policy_spec: str = "", max_steps: int
         success=success,
         camera=base.camera,
         robot=base.robot.name,
-        task=base.task_name,
-        action_mode=base.action_mode,
+        task=base.interface.task_name,
+        action_mode=base.interface.action_mode,
         seed=int(seed),
         policy=policy_spec,
     )

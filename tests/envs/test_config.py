@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from vap_env.envs.config import WorldModelEnvConfig
-from vap_env.envs.imagined_world import ImaginedWorld
 from vap_env.envs.interface import EnvInterface
 from vap_env.envs.vector_env import WorldModelVectorEnv
 from vap_env.envs.world_model_env import WorldModelEnv
@@ -93,13 +92,8 @@ def test_the_interface_is_the_same_in_both_worlds(model: ActionToVideoModel) -> 
         wm.close()
 
 
-def test_an_object_with_the_old_attributes_reads_as_an_interface(model: ActionToVideoModel) -> None:
-    world = ImaginedWorld(model, task="reach")
-    view = type("View", (), {})()
-    face = world.interface
-    view.task_name, view.action_mode, view.state_layout = face.task_name, face.action_mode, face.state_layout
-    view.workspace, view.max_ee_step = face.workspace, face.max_ee_step
-    read = EnvInterface.of(view)
-    assert (read.task_name, read.max_ee_step, dict(read.state_layout)) == ("reach", 0.02, dict(face.state_layout))
-    assert np.isnan(read.max_joint_step)
-    world.close()
+def test_an_env_without_an_interface_is_refused_by_name() -> None:
+    import gymnasium as gym
+
+    with pytest.raises(TypeError, match="CartPoleEnv has no `interface`.*SimEnv, WorldModelEnv"):
+        EnvInterface.of(gym.make("CartPole-v1"))

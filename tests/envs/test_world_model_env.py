@@ -11,13 +11,15 @@ from gymnasium.utils.env_checker import check_env
 
 import vap_env
 from vap_env.data import DatasetWriter
-from vap_env.envs import default_model_path, wm_env_id
+from vap_env.envs import wm_env_id
 from vap_env.envs.world_model_env import WorldModelEnv
 from vap_env.model import ActionToVideoModel
+from vap_env.model.loading import default_model_path
 from vap_env.policies import make_policy
 from vap_env.recording import record_episode
 from vap_env.sim.env import SimEnv
-from vap_env.sim.registration import MAX_EPISODE_STEPS, arm_robots
+from vap_env.sim.registration import arm_robots
+from vap_env.tasks import TASKS
 
 
 @pytest.mark.parametrize("obs_mode", ["image", "state", "both"])
@@ -32,7 +34,7 @@ def test_ids_registered_with_the_sim_time_limits(model_dir: Path) -> None:
     assert set(vap_env.WM_ENV_IDS) == {wm_env_id(r, t) for r in arm_robots() for t in ("reach", "push")}
     assert wm_env_id("kuka_iiwa", "push") == "vap_env/KukaIiwaPush-WM-v0"
     env = gym.make("vap_env/PandaReach-WM-v0", model=model_dir, obs_mode="state")
-    assert env.spec.max_episode_steps == MAX_EPISODE_STEPS["reach"]
+    assert env.spec.max_episode_steps == TASKS["reach"].max_episode_steps
     assert env.observation_space.shape == (7 + 7,)
     env.close()
 

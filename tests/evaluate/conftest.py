@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vap_env.model.world_model import ActionToVideoModel, WorldModelConfig
+from vap_env.model import ActionToVideoModel, WorldModelConfig
 
 
 @pytest.fixture

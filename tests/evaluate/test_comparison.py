@@ -56,7 +56,7 @@ def heldout(tmp_path_factory: pytest.TempPathFactory) -> list:
 def test_evaluate_variant_replays_recorded_episodes(
     tiny_model_dir: Path, heldout: list, tmp_path: Path, one_thread: None
 ) -> None:
-    from vap_env.envs.imagined_world import load_world_model
+    from vap_env.model.loading import load_world_model
 
     quick = SegmenterConfig(episodes=2, heldout_episodes=1, every=4, steps=10, batch_size=4)
     segmenter = fit_for_evaluation("panda", "push", 32, "random", quick)

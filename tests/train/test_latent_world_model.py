@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vap_env.envs import DEFAULT_MODEL_DIR
 from vap_env.model.config import WorldModelConfig
+from vap_env.model.loading import DEFAULT_MODEL_DIR
 from vap_env.recording import collect
 from vap_env.train.world_model_trainer import WorldModelTrainConfig, train_world_model
 

@@ -18,9 +18,9 @@ from vap_env.cli import build_parser
 from vap_env.cli.train import _model_config
 from vap_env.model.checkpoint import module_fingerprint
 from vap_env.model.codec import FrameAutoencoder, load_codec
+from vap_env.model.cogvideox.model import ActionToVideoModel
+from vap_env.model.cogvideox.transformer import base_state_dict
 from vap_env.model.config import WorldModelConfig
-from vap_env.model.transformer import base_state_dict
-from vap_env.model.world_model import ActionToVideoModel
 from vap_env.recording import collect
 from vap_env.train.clips import ClipConfig, ClipDataset
 from vap_env.train.latent_clips import EpochBatchSampler, LatentClips

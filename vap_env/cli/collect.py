@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from vap_env.modes import ACTION_MODES, CAMERA_MODES
 from vap_env.tasks import TASKS
 
 
@@ -32,10 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--camera",
         default="fixed",
-        choices=["fixed", "random"],
+        choices=CAMERA_MODES,
         help="fixed: the robot's default view; random: a new viewpoint per episode",
     )
-    p.add_argument("--action-mode", default="ee_delta", choices=["ee_delta", "joint_delta"])
+    p.add_argument("--action-mode", default="ee_delta", choices=ACTION_MODES)
     p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed SEED+i; default: 0")
     p.add_argument(
         "--max-steps", type=int, default=None, help="cap on steps per episode (default: the env's limit)"

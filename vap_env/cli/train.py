@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         for data_dir in args.data + (args.val_data or []):
             if not Path(data_dir).is_dir():
                 raise FileNotFoundError(f"dataset directory {data_dir} does not exist")
-        init = _model_dir(Path(args.init)) if args.init else None
+        init = _init_dir(args.init) if args.init else None
         model_config = _model_config(args, init)
         train_config = WorldModelTrainConfig(**config_values(args, TRAIN_FLAGS))
         result = train_world_model(
@@ -171,13 +171,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_dir(path: Path) -> Path:
-    """A saved model directory, given it or a training run's output directory that holds ``model/``."""
-    if (path / "config.json").is_file():
-        return path
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
-    raise FileNotFoundError(f"--init {path} holds no saved world model (no config.json there or in model/)")
+def _init_dir(init: str) -> Path:
+    """The saved model ``--init`` names (a model directory, a run's OUT, or ``default``), or a clear error."""
+    from vap_env.model.loading import model_directory  # the one model-directory lookup
+
+    try:
+        return model_directory(init)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"--init {init} holds no saved world model (no config.json there or in model/)"
+        ) from None
 
 
 def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConfig:

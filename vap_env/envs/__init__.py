@@ -22,10 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from vap_env.envs.registration import WM_ENV_IDS, register_world_model_envs, wm_env_id
 
-# the default model's paths live in vap_env.model.loading; these names stay for the code that imports them
-# from here (vap_env.evaluate.runner, tests/train)
-from vap_env.model.loading import DEFAULT_MODEL_DIR, default_model_path, default_segmenter_path
-
 if TYPE_CHECKING:
     from vap_env.envs.config import WorldModelEnvConfig
     from vap_env.envs.interface import EnvInterface
@@ -40,9 +36,6 @@ __all__ = [
     "WorldModelEnv",
     "WorldModelEnvConfig",
     "WorldModelVectorEnv",
-    "DEFAULT_MODEL_DIR",
-    "default_model_path",
-    "default_segmenter_path",
     "register_world_model_envs",
     "wm_env_id",
 ]

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vap_env.camera import Camera
-from vap_env.control import ACTION_MODES
-from vap_env.sim.env import CAMERA_MODES, OBS_MODES
-from vap_env.sim.tasks import TASKS
+from vap_env.modes import ACTION_MODES, CAMERA_MODES, OBS_MODES
+from vap_env.tasks import TASKS
 
 if TYPE_CHECKING:
     import torch

@@ -28,12 +28,11 @@ from vap_env.envs.estimation import CubeDetector, TaskStateEstimate, estimate_ta
 from vap_env.envs.interface import EnvInterface
 from vap_env.kinematics import Robot
 from vap_env.model.codec import frames_to_tensor, tensor_to_frames
-from vap_env.model.config import IMAGE_PROMPT_KINDS
 from vap_env.model.loading import load_world_model
 from vap_env.model.protocol import WorldModel, WorldModelSpec
-from vap_env.prompts import ActionPrompter
+from vap_env.prompts import ActionPrompter, prompt_kind
 from vap_env.sim.env import SimEnv, observation_space, state_layout
-from vap_env.sim.tasks import PushTask, ReachTask, Task
+from vap_env.tasks import task_spec
 
 _OBJECT_REACH = 0.1  # m; how far past the TCP workspace a pushed cube may end up
 
@@ -99,12 +98,12 @@ class ImaginedWorld:
         self.image_size = self._check_model(cfg.robot, cfg.image_size)
         self.desc = load_description(c.robot)
         self.robot = Robot(self.desc)
-        if c.prompt == "state" and c.state_dim != self.robot.num_joints + 1:
+        if prompt_kind(c.prompt).conditioning == "vector" and c.state_dim != self.robot.num_joints + 1:
             raise ValueError(
                 f"the model's state prompts have {c.state_dim} values; robot {c.robot!r} "
                 f"has {self.robot.num_joints} joints + gripper"
             )
-        self.scorer = _scoring_task(cfg.task)
+        self.scorer = task_spec(cfg.task).scoring()  # reward and success rules, no scene
         self.detector = CubeDetector()
         self.interface = EnvInterface(
             task_name=cfg.task,
@@ -146,7 +145,8 @@ class ImaginedWorld:
             raise ValueError(
                 f"vap-env envs observe square images; the world model makes {height}x{width} frames"
             )
-        if c.prompt in IMAGE_PROMPT_KINDS and c.prompt_channels != 3:
+        kind = prompt_kind(c.prompt)
+        if kind.conditioning == "image" and c.prompt_channels != kind.channels:
             raise ValueError(f"image prompts are RGB; the model expects {c.prompt_channels} prompt channels")
         return height
 
@@ -329,9 +329,10 @@ class ImaginedWorld:
 
     def _prompt_tensor(self, prompts: np.ndarray) -> torch.Tensor | None:
         """(N, T, H, W, 3) uint8 image prompts -> (N, T, 3, H, W) in [-1, 1]; (N, T, D) states as float."""
-        if self.spec.prompt == "none":
+        conditioning = prompt_kind(self.spec.prompt).conditioning
+        if conditioning == "none":
             return None
-        if self.spec.prompt == "state":
+        if conditioning == "vector":
             return torch.from_numpy(prompts.astype(np.float32))
         return frames_to_tensor(prompts)
 
@@ -384,7 +385,7 @@ class ImaginedWorld:
         frame = episode.frames[-1]
         if view == "frame":
             return frame.copy()
-        if self.spec.prompt in IMAGE_PROMPT_KINDS or self.spec.prompt == "none":
+        if prompt_kind(self.spec.prompt).is_image:
             prompt = episode.prompts[-1]
         else:  # a state vector: show the skeleton of the commanded state instead
             cmd = episode.command
@@ -396,13 +397,6 @@ class ImaginedWorld:
             obj = getattr(self, part, None)
             if obj is not None:
                 obj.close()
-
-
-def _scoring_task(task: str) -> Task:
-    """The task's reward and success code, without a scene: ``reward_terms`` and ``is_success`` read only
-    their arguments (the simulator's defaults: 3 cm reach and 5 cm push thresholds, 0.1 near weight)."""
-    task_cls = {"reach": ReachTask, "push": PushTask}[task]
-    return task_cls(None, lambda: np.zeros(3))  # type: ignore[arg-type]
 
 
 def _check_option_keys(options: dict[str, Any], allowed: tuple[str, ...], mode: str) -> None:

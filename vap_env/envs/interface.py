@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EnvInterface", "InterfaceAttributes"]
+__all__ = ["EnvInterface"]
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: the workspace arrays have no single truth value
@@ -41,49 +41,14 @@ class EnvInterface:
     def of(cls, env: Any) -> EnvInterface:
         """The interface of ``env`` (a Gymnasium env, possibly wrapped, or a vector env).
 
-        An object without ``interface`` that carries the same names as attributes (``task_name``,
-        ``action_mode``, ``state_layout``, ``workspace``, ``max_ee_step``; e.g. a view of one sub-env that
-        predates the interface) is read through those.
+        Raises:
+            TypeError: ``env`` has no ``interface`` (it is not a vap-env environment).
         """
         base = getattr(env, "unwrapped", env)
         interface = getattr(base, "interface", None)
-        if isinstance(interface, EnvInterface):
-            return interface
-        return cls(
-            task_name=base.task_name,
-            action_mode=base.action_mode,
-            state_layout=dict(base.state_layout),
-            workspace=tuple(base.workspace),
-            max_ee_step=float(base.max_ee_step),
-            max_joint_step=float(getattr(base, "max_joint_step", np.nan)),  # unknown to such views
-        )
-
-
-class InterfaceAttributes:
-    """Read-only aliases of ``self.interface`` fields under the names the envs carried before it existed.
-
-    Kept for readers outside :mod:`vap_env.envs` that still use them (``vap_env.evaluate.runner``'s
-    sub-env view); new code reads ``env.unwrapped.interface``.
-    """
-
-    interface: EnvInterface
-
-    @property
-    def task_name(self) -> str:
-        return self.interface.task_name
-
-    @property
-    def action_mode(self) -> str:
-        return self.interface.action_mode
-
-    @property
-    def state_layout(self) -> Mapping[str, slice]:
-        return self.interface.state_layout
-
-    @property
-    def workspace(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.interface.workspace
-
-    @property
-    def max_ee_step(self) -> float:
-        return self.interface.max_ee_step
+        if not isinstance(interface, EnvInterface):
+            raise TypeError(
+                f"{type(base).__name__} has no `interface` (an EnvInterface): the scripted experts and "
+                "evaluation need a vap-env env (SimEnv, WorldModelEnv, WorldModelVectorEnv)"
+            )
+        return interface

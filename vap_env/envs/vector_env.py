@@ -15,14 +15,13 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 from vap_env.camera import Camera
 from vap_env.envs.config import WorldModelEnvConfig, check_render
 from vap_env.envs.imagined_world import ImaginedEpisode, ImaginedWorld
-from vap_env.envs.interface import InterfaceAttributes
 from vap_env.envs.world_model_env import WorldModelEnv
 from vap_env.model.protocol import WorldModel
 
 _PER_SUB_ENV = ("camera", "episode", "frame")  # get_attr names whose value differs between sub-envs
 
 
-class WorldModelVectorEnv(InterfaceAttributes, VectorEnv):
+class WorldModelVectorEnv(VectorEnv):
     """``num_envs`` :class:`~vap_env.envs.world_model_env.WorldModelEnv` episodes stepped together.
 
     Every step runs the N actions through their controllers and prompts, then ONE batched

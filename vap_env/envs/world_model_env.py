@@ -15,7 +15,6 @@ import numpy as np
 from vap_env.camera import Camera
 from vap_env.envs import imagined_world  # by module: its names live there only, not here too
 from vap_env.envs.config import WorldModelEnvConfig, check_render
-from vap_env.envs.interface import InterfaceAttributes
 from vap_env.model.protocol import WorldModel
 from vap_env.sim.env import PHYSICS_HZ
 
@@ -23,7 +22,7 @@ ResetOutput = tuple[Any, dict[str, Any]]
 StepOutput = tuple[Any, float, bool, bool, dict[str, Any]]
 
 
-class WorldModelEnv(InterfaceAttributes, gym.Env):
+class WorldModelEnv(gym.Env):
     """
     ## Description
 

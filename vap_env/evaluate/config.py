@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from vap_env.modes import CAMERA_MODES
 from vap_env.tasks import TASKS
 
 DEFAULT_POLICIES = (
@@ -25,8 +26,6 @@ SEED = 400_000
 trained on seeds below 15000 (held out: 100000-111009), so evaluating from here scores initial states that
 no training run drew, unless asked to."""
 
-# The simulator's CAMERA_MODES (vap_env.sim.env), restated: that module imports PyBullet.
-CAMERA_MODES = ("fixed", "random")
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from vap_env.envs.world_model_env import WorldModelEnv
 from vap_env.evaluate.report import side_by_side, write_video
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.policies import make_policy
 from vap_env.tasks import task_spec
 

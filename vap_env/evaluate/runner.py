@@ -29,7 +29,7 @@ from vap_env.evaluate.metrics import mmrv, pearson, spearman
 from vap_env.evaluate.replay import Replay, aggregate_fidelity, fidelity_curves, open_loop_replays
 from vap_env.evaluate.report import write_outputs
 from vap_env.evaluate.segmenter import RobotSegmenter, SegmenterConfig, fit_for_evaluation
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.policies import make_policy
 from vap_env.recording import record_episode
 from vap_env.sim.registration import env_id
@@ -56,8 +56,7 @@ class _SubEnvView:
 
     def __init__(self, venv: WorldModelVectorEnv) -> None:
         self.action_space, self.observation_space = venv.single_action_space, venv.single_observation_space
-        self.task_name, self.state_layout, self.workspace = venv.task_name, venv.state_layout, venv.workspace
-        self.max_ee_step, self.action_mode = venv.max_ee_step, venv.action_mode
+        self.interface = venv.interface
 
     @property
     def unwrapped(self) -> _SubEnvView:
@@ -254,7 +253,7 @@ def evaluate(
 
     t = time.perf_counter()
     if segmenter is None and segmenter_config is None and isinstance(model_dir, str) and model_dir == "default":
-        from vap_env.envs import default_segmenter_path
+        from vap_env.model.loading import default_segmenter_path
 
         segmenter = default_segmenter_path()  # fitted with the default model's codec; None: fit one
     fitted, source = _load_segmenter(segmenter, run, segmenter_config, out_dir)

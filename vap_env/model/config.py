@@ -9,13 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-# The prompt-kind table (NumPy only: this module stays torch- and PyBullet-free). Re-exported for the
-# readers that import it from here.
-from vap_env.prompts.kinds import PROMPT_KINDS, kinds_with, prompt_kind
+# The prompt-kind table is NumPy-only: this module stays torch- and PyBullet-free.
+from vap_env.prompts.kinds import PROMPT_KINDS, prompt_kind
 
-# Deprecated: derived from the table for the readers not yet moved to
-# ``prompt_kind(name).conditioning == "image"``; to be removed.
-IMAGE_PROMPT_KINDS = kinds_with("image")
 STAGES = ("pretrain", "control", "joint")
 # Fields that may change between training runs on the same weights (e.g. pretrain -> control); every other
 # field fixes the architecture or the data the weights belong to.

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import gymnasium as gym
 
+from vap_env.envs.interface import EnvInterface
 from vap_env.policies.base import Policy
 from vap_env.policies.random_policy import RandomPolicy
 from vap_env.tasks import TASKS
@@ -39,7 +40,7 @@ def _random(args: str, env: gym.Env) -> Policy:
 
 def _scripted(args: str, env: gym.Env) -> Policy:
     kwargs = parse_kwargs(args, {"noise": float, "hesitation": float, "seed": int})
-    task = getattr(env.unwrapped, "task_name", None)
+    task = EnvInterface.of(env).task_name
     spec = TASKS.get(task) if isinstance(task, str) else None
     expert = spec.expert_class() if spec is not None else None
     if expert is None:  # the expert is the task spec's

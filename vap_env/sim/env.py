@@ -9,18 +9,16 @@ import numpy as np
 from gymnasium import spaces
 
 from vap_env.camera import Camera, ViewpointSampler
-from vap_env.control import ACTION_MODES, ActionController, RobotCommand
+from vap_env.control import ActionController, RobotCommand
 from vap_env.description import RobotDescription, list_robots, load_description
 from vap_env.envs.interface import EnvInterface
 from vap_env.kinematics import Robot
+from vap_env.modes import ACTION_MODES, CAMERA_MODES, OBS_MODES
 from vap_env.prompts import PROMPT_KINDS, ActionPrompter
 from vap_env.sim.registration import arm_robots
 from vap_env.sim.scene import SceneRender, TabletopScene
 from vap_env.sim.tasks import Task
 from vap_env.tasks import TASKS, task_spec
-
-OBS_MODES = ("image", "state", "both")
-CAMERA_MODES = ("fixed", "random")
 
 PHYSICS_HZ = 240
 _DEFAULT_ARM_FORCE = 200.0  # N m, for model files that give no effort limit

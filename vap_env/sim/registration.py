@@ -14,7 +14,6 @@ from vap_env.tasks import TASKS
 
 # Deprecated: episode lengths derived from the task table, for readers not yet moved to
 # ``task_spec(task).max_episode_steps``; to be removed.
-MAX_EPISODE_STEPS = {name: spec.max_episode_steps for name, spec in TASKS.items()}
 
 
 def arm_robots() -> list[str]:

@@ -18,9 +18,8 @@ from typing import TypeVar
 import numpy as np
 
 from vap_env.sim.scene import TabletopScene
-from vap_env.tasks import TASKS  # deprecated re-export of the task table, for readers not yet moved; to go
 
-__all__ = ["TASKS", "PushTask", "ReachTask", "Task", "distance"]
+__all__ = ["PushTask", "ReachTask", "Task", "distance"]
 
 _T = TypeVar("_T", bound="Task")
 _Reach = TypeVar("_Reach", bound="ReachTask")

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from vap_env.data import Episode
 from vap_env.model.codec import frames_to_tensor
+from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.model.config import WorldModelConfig
-from vap_env.model.world_model import ActionToVideoModel
 from vap_env.prompts.kinds import prompt_kind
 from vap_env.train.clips import ClipConfig, ClipDataset
 from vap_env.train.config import WorldModelTrainConfig

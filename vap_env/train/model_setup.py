@@ -8,8 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from vap_env.model.codec import load_codec
+from vap_env.model.cogvideox.loaders import load_config
+from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.model.config import WorldModelConfig
-from vap_env.model.world_model import ActionToVideoModel, load_config
 
 
 def build_model(

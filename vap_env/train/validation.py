@@ -12,7 +12,7 @@ from torch import Tensor
 
 from vap_env.evaluate.image_metrics import psnr, ssim
 from vap_env.model.codec import tensor_to_frames
-from vap_env.model.world_model import ActionToVideoModel
+from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.train.clips import ClipDataset
 
 EVAL_FIELDS = (

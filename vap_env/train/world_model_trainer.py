@@ -1,4 +1,4 @@
-"""Training loop of the action-to-video world model (:class:`~vap_env.model.world_model.ActionToVideoModel`).
+"""Training loop of the action-to-video world model (:class:`~vap_env.model.cogvideox.model.ActionToVideoModel`).
 
 One ``accelerate`` loop on the training harness (:mod:`vap_env.train.harness`) that runs unchanged under
 plain ``python`` (CPU or one GPU), ``accelerate launch`` (DDP on several GPUs or nodes) and multi-process
@@ -34,8 +34,8 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from torch import Tensor
 
+from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.model.config import WorldModelConfig
-from vap_env.model.world_model import ActionToVideoModel
 from vap_env.train.config import WorldModelTrainConfig
 from vap_env.train.harness import (
     Checkpoints,

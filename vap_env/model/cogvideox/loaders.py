@@ -31,8 +31,9 @@ from vap_env.model.cogvideox.transformer import (
     ControlledCogVideoXTransformer,
     add_image_conditioning_channels,
 )
-from vap_env.model.config import ATTACHMENT_FIELDS, IMAGE_PROMPT_KINDS, WorldModelConfig
+from vap_env.model.config import ATTACHMENT_FIELDS, WorldModelConfig
 from vap_env.model.loading import CONFIG_FILE
+from vap_env.prompts.kinds import prompt_kind
 
 if TYPE_CHECKING:
     from vap_env.model.cogvideox.model import ActionToVideoModel
@@ -75,7 +76,7 @@ class ActionToVideoLoadersMixin:
             directory / "transformer", torch_dtype=torch_dtype
         )
         controlnet = None
-        if config.prompt in IMAGE_PROMPT_KINDS:
+        if prompt_kind(config.prompt).conditioning == "image":
             check_model_weights(directory / "controlnet")
             controlnet = CogVideoXControlNet.from_pretrained(
                 directory / "controlnet", torch_dtype=torch_dtype

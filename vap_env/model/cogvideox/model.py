@@ -42,10 +42,11 @@ from vap_env.model.cogvideox.transformer import (
     rotary_embedding,
     save_transformer,
 )
-from vap_env.model.config import IMAGE_PROMPT_KINDS, WorldModelConfig
+from vap_env.model.config import WorldModelConfig
 from vap_env.model.loading import CLASS_NAME_KEY, CONFIG_FILE
 from vap_env.model.protocol import WorldModelSpec
 from vap_env.model.sampler import default_scheduler, sample_latents
+from vap_env.prompts.kinds import prompt_kind
 
 __all__ = ["LORA_TARGET_MODULES", "ActionToVideoModel"]
 
@@ -115,7 +116,8 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         self.transformer = transformer or self._build_transformer()
         self._check_transformer()
         self.controlnet = controlnet
-        if config.prompt in IMAGE_PROMPT_KINDS and controlnet is None:
+        conditioning = prompt_kind(config.prompt).conditioning
+        if conditioning == "image" and controlnet is None:
             self.controlnet = CogVideoXControlNet.from_transformer(
                 self.transformer,
                 config.controlnet_layers,
@@ -125,7 +127,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
                 encoder_channels=config.controlnet_encoder_channels,
             )
         self.state_embedder = None
-        if config.prompt == "state":
+        if conditioning == "vector":
             num_frames = config.context_frames + config.frames_per_step
             self.state_embedder = StateEmbedding(
                 num_frames, config.state_dim, config.time_embed_dim, config.state_hidden_dim
@@ -287,10 +289,11 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
     def _check_prompts(self, prompts: Tensor | None, batch_size: int) -> Tensor | None:
         """Validates the prompts; returns them on the model's device (``None`` for the ``none`` kind)."""
         c = self.config
-        if c.prompt == "none":
+        conditioning = prompt_kind(c.prompt).conditioning
+        if conditioning == "none":
             return None
         num_frames = c.context_frames + c.frames_per_step
-        if c.prompt == "state":
+        if conditioning == "vector":
             expected: tuple[int, ...] = (batch_size, num_frames, c.state_dim)
         else:
             expected = (batch_size, num_frames, c.prompt_channels, *c.image_size)
