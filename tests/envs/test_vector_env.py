@@ -166,6 +166,7 @@ def test_make_vec_and_accessors(model_dir: Path) -> None:
     assert venv.call("get_attr", "render_view") == (("prompt", "prompt"),) * 2
     with pytest.raises(ValueError, match="share"):
         venv.set_attr("render_view", ["frame", "prompt"])
-    # the names policies read before EnvInterface existed stay as read-only aliases of it (for now)
-    assert venv.task_name == "push" and venv.max_ee_step == venv.interface.max_ee_step == 0.02
+    # policies read the task and action mapping in one place, not from attributes copied onto the env
+    assert (venv.interface.task_name, venv.interface.max_ee_step) == ("push", 0.02)
+    assert not hasattr(venv, "task_name") and not hasattr(venv, "max_ee_step")
     venv.close()
