@@ -1,26 +1,76 @@
-"""The extension tables: a new prompt kind or task is one table entry, and every reader picks it up."""
+"""The extension points of docs/extending.md, each done here by adding one entry: a robot (a description
+file), a prompt kind and a task (a table entry), a policy (a spec kind); a backbone is in
+tests/model/test_loading.py. Every reader picks the new entry up."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
+from vap_env import description
 from vap_env.camera import Camera
 from vap_env.envs.estimation import estimate_task_state
 from vap_env.kinematics import Robot
+from vap_env.model import ActionToVideoModel
 from vap_env.model.config import WorldModelConfig
-from vap_env.policies import make_policy
+from vap_env.policies import POLICY_BUILDERS, make_policy
 from vap_env.policies.random_policy import RandomPolicy
 from vap_env.policies.scripted import ScriptedReachPolicy
 from vap_env.prompts import ActionPrompter
 from vap_env.prompts.kinds import PROMPT_KINDS, PromptKind, prompt_kind
+from vap_env.recording import collect
 from vap_env.sim.env import SimEnv
 from vap_env.sim.registration import env_id, register_sim_envs
 from vap_env.sim.tasks import ReachTask, distance
 from vap_env.tasks import TASKS, TaskSpec, task_spec
+from vap_env.train.config import WorldModelTrainConfig
+from vap_env.train.world_model_trainer import train_world_model
+
+# ----------------------------------------------------------------------------------------- a robot
+
+@pytest.fixture
+def near_xarm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A robot folder holding the shipped descriptions plus one new file; the ids it registers go after."""
+    robots = tmp_path / "robots"
+    shutil.copytree(description.ROBOTS_DIR, robots)
+    text = (robots / "xarm6.toml").read_text()
+    text = text.replace('name = "xarm6"', 'name = "xarm6_near"', 1)
+    text = re.sub(r'(?m)^display_name = .*$', 'display_name = "xArm6, near camera"', text)
+    text = re.sub(r"(?m)^distance = .*$", "distance = 0.8", text)  # the [camera] orbit distance
+    (robots / "xarm6_near.toml").write_text(text)
+    monkeypatch.setattr(description, "ROBOTS_DIR", robots)
+    known = set(gym.registry)
+    new = [name for name in register_sim_envs() if name not in known]
+    yield "xarm6_near"
+    for name in new:
+        del gym.registry[name]
+
+
+def test_a_robot_is_one_description_file(near_xarm: str) -> None:
+    assert near_xarm in description.list_robots()
+    desc = description.load_description(near_xarm)
+    assert desc.camera.distance == 0.8 and desc.display_name == "xArm6, near camera"
+    env = gym.make(env_id(near_xarm, "push"), obs_mode="both", image_size=32)
+    assert env.unwrapped.desc.name == "xarm6_near" and env.spec.max_episode_steps == 50
+    policy = make_policy("scripted", env)
+    obs, info = env.reset(seed=0)
+    policy.reset(seed=0)
+    for _ in range(50):
+        obs, _, terminated, truncated, info = env.step(policy.act(obs))
+        if terminated or truncated:
+            break
+    assert info["is_success"], "the push expert solves seed 0 with the new description"
+    # its skeleton prompt is drawn where the simulator renders the robot
+    drawn = info["prompt"].any(axis=-1)
+    assert drawn.sum() > 20 and (drawn & info["robot_mask"]).sum() / drawn.sum() > 0.7
+    env.close()
+
 
 # ----------------------------------------------------------------------------------------- a prompt kind
 
@@ -70,6 +120,25 @@ def test_a_prompt_kind_is_one_table_entry(toy_kinds: None, panda: Robot) -> None
     _, info = env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([0.0, 0.0, 0.0, 0.0], dtype=np.float32))  # openness (0 + 1) / 2
     assert info["prompt"].shape == (16, 16, 3) and set(np.unique(info["prompt"])) == {128}
+    env.close()
+
+
+def test_a_new_prompt_kind_trains_and_drives_imagination(toy_kinds: None, tmp_path: Path) -> None:
+    """The trainer renders the toy kind's clips, the model builds a ControlNet for it (an image kind) and
+    the world-model env renders it each step: no reader names the kind."""
+    data = tmp_path / "reach"
+    collect("panda", "reach", 2, "scripted", data, image_size=32, max_steps=4, progress=False)
+    config = WorldModelConfig.tiny(image_size=32, patch_size=4, num_layers=2, controlnet_layers=1,
+                                   controlnet_encoder_channels=8, prompt="gripper_level")  # fmt: skip
+    train = WorldModelTrainConfig(steps=2, batch_size=2, warmup=1, eval_every=2, eval_clips=2, val_episodes=1)
+    result = train_world_model(data, tmp_path / "run", config, train)
+    assert result["step"] == 2 and np.isfinite(result["heldout_psnr"])
+    model = ActionToVideoModel.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.prompt == "gripper_level" and model.controlnet is not None
+    env = gym.make("vap_env/PandaReach-WM-v0", model=model, obs_mode="both")
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(np.array([0.0, 0.0, 0.0, 1.0], dtype=np.float32))  # gripper fully open
+    assert obs["image"].shape == (32, 32, 3) and set(np.unique(info["prompt"])) == {255}
     env.close()
 
 
@@ -191,3 +260,40 @@ def test_unknown_tasks_name_the_table() -> None:
     assert [(s.name, s.max_episode_steps, s.has_object) for s in TASKS.values()] == [
         ("reach", 30, False), ("push", 50, True)
     ]
+
+
+# ----------------------------------------------------------------------------------------- a policy
+
+
+class HoldStill:
+    """A toy policy: it commands no motion, with the gripper at a fixed openness."""
+
+    def __init__(self, env: gym.Env, gripper: float = 1.0) -> None:
+        self.action = np.zeros(env.action_space.shape, dtype=np.float32)
+        self.action[-1] = 2 * gripper - 1  # the last action entry maps [-1, 1] onto openness [0, 1]
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def act(self, obs: object) -> np.ndarray:
+        return self.action.copy()
+
+
+def test_a_policy_kind_is_one_builder_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vap_env.policies.factory import parse_kwargs
+
+    def build(args: str, env: gym.Env) -> HoldStill:  # args: the text after "still:"
+        return HoldStill(env, **parse_kwargs(args, {"gripper": float}))
+
+    monkeypatch.setitem(POLICY_BUILDERS, "still", build)
+    env = gym.make(env_id("panda", "reach"), obs_mode="state")
+    policy = make_policy("still:gripper=0.25", env)
+    obs, info = env.reset(seed=0)
+    start = info["commanded_ee_position"].copy()
+    for _ in range(3):
+        obs, *_, info = env.step(policy.act(obs))
+    np.testing.assert_allclose(info["commanded_ee_position"], start, atol=1e-9)
+    assert info["commanded_gripper"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="valid kinds: random, scripted, still"):
+        make_policy("walk", env)
+    env.close()

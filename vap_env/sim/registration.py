@@ -12,9 +12,6 @@ import gymnasium as gym
 from vap_env.description import list_robots, load_description
 from vap_env.tasks import TASKS
 
-# Deprecated: episode lengths derived from the task table, for readers not yet moved to
-# ``task_spec(task).max_episode_steps``; to be removed.
-
 
 def arm_robots() -> list[str]:
     """Robots in ``robots/`` that have a simulated body (kind ``"arm"``); hands have none."""
