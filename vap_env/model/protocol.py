@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from typing import Self  # Python >= 3.11; annotations only, so 3.10 imports this module too
+
     import torch
 
     from vap_env.model.codec import Codec
