@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import gymnasium as gym
 import numpy as np
-import pytest
-import torch
 
 import vap_env  # noqa: F401  (registers the env ids)
 from vap_env.model.loading import DEFAULT_MODEL_DIR, default_model_path, default_segmenter_path
 
 MAX_BYTES = 50 * 2**20
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_the_default_ships_in_safetensors_within_50_mb() -> None:
@@ -47,7 +35,7 @@ def test_default_model_loads_with_its_codec_and_segmenter() -> None:
     assert segmenter.image_size == 64 and segmenter.info["camera"] == "random"
 
 
-def test_default_model_generates_a_frame_in_the_env(one_thread: None) -> None:
+def test_default_model_generates_a_frame_in_the_env() -> None:
     env = gym.make("vap_env/PandaPush-WM-v0", model="default")
     try:
         first, _ = env.reset(seed=3)
@@ -62,7 +50,7 @@ def test_default_model_generates_a_frame_in_the_env(one_thread: None) -> None:
     assert difference.mean() < 20, "a trained model keeps the scene; an untrained one would make noise"
 
 
-def test_default_model_imagines_reach_without_a_cube(one_thread: None) -> None:
+def test_default_model_imagines_reach_without_a_cube() -> None:
     # the default was trained on push and reach: a reach scene has a goal sphere and no red cube
     env = gym.make("vap_env/PandaReach-WM-v0", model="default", camera="random")
     try:

@@ -54,7 +54,7 @@ def heldout(tmp_path_factory: pytest.TempPathFactory) -> list:
 
 
 def test_evaluate_variant_replays_recorded_episodes(
-    tiny_model_dir: Path, heldout: list, tmp_path: Path, one_thread: None
+    tiny_model_dir: Path, heldout: list, tmp_path: Path
 ) -> None:
     from vap_env.model.loading import load_world_model
 

@@ -32,9 +32,6 @@ def _finite(values: object) -> bool:
 
 @pytest.fixture(scope="module")
 def evaluation(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    import torch
-
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("evaluation")
     quick_segmenter = SegmenterConfig(episodes=2, heldout_episodes=1, every=4, steps=10, batch_size=4)
     report = evaluate(
@@ -111,7 +108,7 @@ def test_baseline_is_the_first_frame_repeated(evaluation: tuple[dict, Path]) -> 
     assert min(report["baseline"]["psnr"]) > max(report["fidelity"]["psnr"]) + 5
 
 
-def test_rollout_writes_a_readable_video(tiny_model_dir: Path, tmp_path: Path, one_thread: None) -> None:
+def test_rollout_writes_a_readable_video(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = rollout(tiny_model_dir, "random", tmp_path / "roll.mp4", task="push", steps=4, seed=3)
     frames = _read_video(tmp_path / "roll.mp4")
     # the start frame, then one per step; only an (estimated) success ends the episode before 4 steps

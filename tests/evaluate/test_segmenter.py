@@ -63,7 +63,7 @@ def _squares(n: int, seed: int) -> SegmentationData:
     return SegmentationData(frames, masks, np.zeros_like(masks), np.arange(n))
 
 
-def test_codec_reconstructions_join_training_and_scoring(one_thread: None) -> None:
+def test_codec_reconstructions_join_training_and_scoring() -> None:
     config = SegmenterConfig(width=4, steps=60, batch_size=4, lr=1e-2)
     # a bright square on a dark background is easy: 60 steps find it (measured held-out IoU 0.94)
     _, plain_report = fit_segmenter(_squares(8, 1), _squares(4, 2), config)
@@ -96,7 +96,7 @@ def test_object_masks_match_the_simulator() -> None:
 
 
 @pytest.mark.slow
-def test_fitted_segmenter_reaches_its_heldout_iou_and_round_trips(tmp_path: Path, one_thread: None) -> None:
+def test_fitted_segmenter_reaches_its_heldout_iou_and_round_trips(tmp_path: Path) -> None:
     segmenter = fit_for_evaluation("panda", "push", 64, config=QUICK)
     info = segmenter.info
     assert info["heldout_iou"] > CLEAN_FLOOR

@@ -9,6 +9,7 @@ import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 from safetensors.torch import save_file
 
+from tests.conftest import tiny_model_config
 from vap_env.model import ActionToVideoModel, WorldModelConfig
 from vap_env.model.codec import CogVideoXVAECodec
 
@@ -58,10 +59,10 @@ def _save_checkpoint(
 
 def _config(**overrides: object) -> WorldModelConfig:
     values: dict[str, object] = dict(
-        image_size=32, context_frames=1, frames_per_step=8, controlnet_layers=1, controlnet_encoder_channels=4
+        patch_size=2, context_frames=1, frames_per_step=8, controlnet_layers=1, controlnet_encoder_channels=4
     )
     values.update(overrides)
-    return WorldModelConfig.tiny(**values)
+    return tiny_model_config(**values)
 
 
 def test_image_to_video_checkpoint_generates(tmp_path: Path) -> None:

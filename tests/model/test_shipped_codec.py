@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 from vap_env.evaluate.image_metrics import psnr, ssim
 from vap_env.evaluate.metrics import frame_iou
@@ -20,14 +19,11 @@ HELDOUT_SEED = 300_000  # training episodes used seeds < 4000, held-out 100000-1
 
 @pytest.fixture(scope="module")
 def frames_and_reconstructions() -> Iterator[tuple]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
     data = collect_segmentation_frames(
         "panda", "push", 64, episodes=8, seed=HELDOUT_SEED, camera="random", every=3
     )
     codec = load_codec(DEFAULT_MODEL_DIR / "model" / "codec")
     yield data, codec_reconstructions(codec, data.frames), codec
-    torch.set_num_threads(previous)
 
 
 def test_shipped_codec_is_the_4x_autoencoder(frames_and_reconstructions: tuple) -> None:

@@ -98,11 +98,7 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
 def straight(tmp_path_factory: pytest.TempPathFactory, frames: dict[str, np.ndarray]) -> Path:
     """An uninterrupted run of the same configuration."""
     out = tmp_path_factory.mktemp("straight")
-    previous = torch.get_num_threads()
-    try:
-        assert train_codec(frames["train"], frames["heldout"], out, CodecTrainConfig(**CONFIG))["step"] == 6
-    finally:
-        torch.set_num_threads(previous)
+    assert train_codec(frames["train"], frames["heldout"], out, CodecTrainConfig(**CONFIG))["step"] == 6
     return out
 
 

@@ -6,7 +6,6 @@ import copy
 import dataclasses
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
+from tests.conftest import tiny_model_config
 from vap_env.cli import build_parser
 from vap_env.cli.train import _model_config
 from vap_env.model.checkpoint import module_fingerprint
@@ -33,15 +33,6 @@ TRANSFORMER_WEIGHTS = "transformer/diffusion_pytorch_model.safetensors"
 CONTROLNET_WEIGHTS = "controlnet/diffusion_pytorch_model.safetensors"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # the CPU is shared with other test runs, and threads oversubscribed under load cost 5x here
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def episodes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six scripted Panda push episodes at 32x32 (about 35 frames each) from the simulator."""
@@ -52,9 +43,9 @@ def episodes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tiny_config(**overrides: object) -> WorldModelConfig:
     """A pixel-space tiny model for 32x32 frames: patch 8 (16 tokens a frame), 2-block ControlNet."""
-    values: dict[str, object] = dict(image_size=32, patch_size=8, controlnet_encoder_channels=8)
+    values: dict[str, object] = dict(patch_size=8)
     values.update(overrides)
-    return WorldModelConfig.tiny(**values)
+    return tiny_model_config(**values)
 
 
 def fast_config(**overrides: object) -> WorldModelTrainConfig:
