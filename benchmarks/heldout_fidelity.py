@@ -40,10 +40,18 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["default"],
-                   help="saved models (`default`, a model/ folder or a `vap-env train` OUT); default: default")
-    p.add_argument("--data", nargs="+", required=True, type=Path, help="held-out datasets (`vap-env collect`)")
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["default"],
+        help="saved models (`default`, a model/ folder or a `vap-env train` OUT); default: default",
+    )
+    p.add_argument(
+        "--data", nargs="+", required=True, type=Path, help="held-out datasets (`vap-env collect`)"
+    )
     p.add_argument("--segmenter", type=Path, help="robot segmenter directory; default: the shipped one")
     p.add_argument("--json", type=Path, required=True, help="where the figures go")
     p.add_argument("--episodes", type=int, help="only the first N episodes of each dataset; default: all")

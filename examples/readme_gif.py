@@ -21,7 +21,9 @@ def main() -> None:
     p.add_argument("--model", default="default", help="world model directory or `default`")
     p.add_argument("--out", type=Path, default=Path("docs/images/imagined_vs_simulated.gif"))
     p.add_argument("--seeds", default="200000,200001,200002", help="comma-separated held-out push seeds")
-    p.add_argument("--reach-seeds", default="210000", help="comma-separated held-out reach seeds ('' for none)")
+    p.add_argument(
+        "--reach-seeds", default="210000", help="comma-separated held-out reach seeds ('' for none)"
+    )
     p.add_argument("--policy", default="scripted:noise=0.3,hesitation=0.1")
     p.add_argument("--camera", default="random", choices=("fixed", "random"))
     p.add_argument("--steps", type=int, default=24, help="steps replayed per episode")

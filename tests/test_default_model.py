@@ -17,7 +17,14 @@ def test_the_default_ships_in_safetensors_within_50_mb() -> None:
     assert weights and all(p.suffix == ".safetensors" for p in weights)
     assert sum(p.stat().st_size for p in files) <= MAX_BYTES
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text()
-    for needed in ("vap-env collect", "vap-env train-codec", "vap-env train", "held-out", "wall time", "--task reach"):
+    for needed in (
+        "vap-env collect",
+        "vap-env train-codec",
+        "vap-env train",
+        "held-out",
+        "wall time",
+        "--task reach",
+    ):
         assert needed in card
 
 

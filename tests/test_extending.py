@@ -34,6 +34,7 @@ from vap_env.train.world_model_trainer import train_world_model
 
 # ----------------------------------------------------------------------------------------- a robot
 
+
 @pytest.fixture
 def near_xarm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A robot folder holding the shipped descriptions plus one new file; the ids it registers go after."""
@@ -41,7 +42,7 @@ def near_xarm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     shutil.copytree(description.ROBOTS_DIR, robots)
     text = (robots / "xarm6.toml").read_text()
     text = text.replace('name = "xarm6"', 'name = "xarm6_near"', 1)
-    text = re.sub(r'(?m)^display_name = .*$', 'display_name = "xArm6, near camera"', text)
+    text = re.sub(r"(?m)^display_name = .*$", 'display_name = "xArm6, near camera"', text)
     text = re.sub(r"(?m)^distance = .*$", "distance = 0.8", text)  # the [camera] orbit distance
     (robots / "xarm6_near.toml").write_text(text)
     monkeypatch.setattr(description, "ROBOTS_DIR", robots)
@@ -88,7 +89,9 @@ def _render_tcp(prompter: ActionPrompter, q: np.ndarray, gripper: float) -> np.n
 
 @pytest.fixture
 def toy_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(PROMPT_KINDS, "gripper_level", PromptKind("gripper_level", "image", 3, _render_gripper_level))
+    monkeypatch.setitem(
+        PROMPT_KINDS, "gripper_level", PromptKind("gripper_level", "image", 3, _render_gripper_level)
+    )
     monkeypatch.setitem(PROMPT_KINDS, "tcp", PromptKind("tcp", "vector", None, _render_tcp))
 
 
@@ -155,7 +158,10 @@ def test_unknown_prompt_kinds_name_the_table(toy_kinds: None) -> None:
 def test_the_shipped_prompt_kinds() -> None:
     assert list(PROMPT_KINDS) == ["skeleton", "depth_skeleton", "mask", "depth", "state", "none"]
     assert {k.name for k in PROMPT_KINDS.values() if k.conditioning == "image"} == {
-        "skeleton", "depth_skeleton", "mask", "depth"
+        "skeleton",
+        "depth_skeleton",
+        "mask",
+        "depth",
     }
     assert (prompt_kind("state").conditioning, prompt_kind("state").channels) == ("vector", None)
     assert (prompt_kind("none").conditioning, prompt_kind("none").channels) == ("none", 3)
@@ -239,7 +245,9 @@ def test_a_task_is_one_table_entry(toy_task: Callable[[], gym.Env]) -> None:
 def test_toy_task_rules_without_a_scene(toy_task: Callable[[], gym.Env]) -> None:
     scoring = task_spec("highreach").scoring()
     here, goal = np.array([0.5, 0.0, 0.25]), np.array([0.55, 0.0, 0.25])
-    assert bool(scoring.is_success(here, goal)) and not bool(task_spec("reach").scoring().is_success(here, goal))
+    assert bool(scoring.is_success(here, goal)) and not bool(
+        task_spec("reach").scoring().is_success(here, goal)
+    )
     assert scoring.reward_terms(here, goal, here) == {"reward_dist": pytest.approx(-0.05)}
     with pytest.raises(RuntimeError, match="without a scene"):
         scoring.reset(np.random.default_rng(0))
@@ -254,11 +262,14 @@ def test_unknown_tasks_name_the_table() -> None:
         task_spec("stack")
     with pytest.raises(ValueError, match="`rules` must be a 'module:attr' string"):
         TaskSpec("bad", "ReachTask", 10, False, "vap_env.envs.estimation:estimate_reach_state")
-    wrong = TaskSpec("bad", "vap_env.sim.tasks:ReachTask", 10, True, "vap_env.envs.estimation:estimate_reach_state")
+    wrong = TaskSpec(
+        "bad", "vap_env.sim.tasks:ReachTask", 10, True, "vap_env.envs.estimation:estimate_reach_state"
+    )
     with pytest.raises(ValueError, match="has_object=True, its rules class ReachTask says False"):
         wrong.rules_class()
     assert [(s.name, s.max_episode_steps, s.has_object) for s in TASKS.values()] == [
-        ("reach", 30, False), ("push", 50, True)
+        ("reach", 30, False),
+        ("push", 50, True),
     ]
 
 

@@ -50,7 +50,9 @@ class TaskSpec:
         if not self.name:
             raise ValueError("a task's `name` must be non-empty")
         if self.max_episode_steps < 1:
-            raise ValueError(f"task {self.name!r}: `max_episode_steps` must be >= 1, got {self.max_episode_steps}")
+            raise ValueError(
+                f"task {self.name!r}: `max_episode_steps` must be >= 1, got {self.max_episode_steps}"
+            )
         for field in ("rules", "estimator", "expert"):
             ref = getattr(self, field)
             if (ref is not None or field != "expert") and not _is_reference(ref):
@@ -66,7 +68,9 @@ class TaskSpec:
 
         cls = resolve(self.rules)
         if not (isinstance(cls, type) and issubclass(cls, Task)):
-            raise ValueError(f"task {self.name!r}: `rules` {self.rules!r} is not a vap_env.sim.tasks.Task subclass")
+            raise ValueError(
+                f"task {self.name!r}: `rules` {self.rules!r} is not a vap_env.sim.tasks.Task subclass"
+            )
         if cls.has_object != self.has_object:
             raise ValueError(
                 f"task {self.name!r}: the spec says has_object={self.has_object}, its rules class "

@@ -73,7 +73,9 @@ def test_adapter_passes_terminal_observations(model: ActionToVideoModel) -> None
         # the finished episode's last state (2 cm lower twice) and its info; the returned obs is the new start
         z = venv.interface.state_layout["ee_position"].start + 2
         assert terminal[z] == pytest.approx(obs[i][z] - 0.04, abs=1e-3)
-        np.testing.assert_allclose(info["ee_position"], terminal[venv.interface.state_layout["ee_position"]], atol=1e-6)
+        np.testing.assert_allclose(
+            info["ee_position"], terminal[venv.interface.state_layout["ee_position"]], atol=1e-6
+        )
         assert env.reset_infos[i]["ee_position"][2] == pytest.approx(obs[i][z], abs=1e-6)
     assert [interface.task_name for interface in env.get_attr("interface")] == ["push", "push"]
     assert env.get_attr("camera", indices=1)[0].width == 64

@@ -159,7 +159,9 @@ def test_model_for_another_robot_or_size_is_refused(
         gym.make("vap_env/KukaIiwaPush-WM-v0")  # the shipped default is a Panda model
     with pytest.raises(ValueError, match="makes 64x64 frames, not 32x32"):
         WorldModelEnv(model=model_dir, image_size=32)
-    monkeypatch.setattr("vap_env.model.loading.DEFAULT_MODEL_DIR", tmp_path / "stripped")  # an install without it
+    monkeypatch.setattr(
+        "vap_env.model.loading.DEFAULT_MODEL_DIR", tmp_path / "stripped"
+    )  # an install without it
     with pytest.raises(FileNotFoundError, match="missing from this installation .* pass model=DIR"):
         WorldModelEnv()
     with pytest.raises(FileNotFoundError, match="pass model=DIR"):

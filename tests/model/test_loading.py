@@ -54,7 +54,9 @@ class CopyLastFrameModel:
         (directory / "config.json").write_text(json.dumps(values))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: torch.device | str = "cpu") -> CopyLastFrameModel:
+    def from_pretrained(
+        cls, directory: str | Path, *, device: torch.device | str = "cpu"
+    ) -> CopyLastFrameModel:
         values = json.loads((Path(directory) / "config.json").read_text())
         values.pop("_class_name")
         return cls(WorldModelSpec(**values))
@@ -71,7 +73,9 @@ def _copy_model() -> CopyLastFrameModel:
 
 
 def test_the_cogvideox_model_meets_the_protocol_and_names_its_class(tmp_path: Path) -> None:
-    config = WorldModelConfig.tiny(robot="panda", image_size=32, patch_size=4, num_layers=1, controlnet_layers=1)
+    config = WorldModelConfig.tiny(
+        robot="panda", image_size=32, patch_size=4, num_layers=1, controlnet_layers=1
+    )
     torch.manual_seed(0)
     model = ActionToVideoModel(config).eval()
     assert isinstance(model, WorldModel)
@@ -102,14 +106,18 @@ def test_the_cogvideox_model_meets_the_protocol_and_names_its_class(tmp_path: Pa
     context = torch.rand(1, config.context_frames, 3, 32, 32, generator=g) * 2 - 1
     prompts = torch.rand(1, config.context_frames + config.frames_per_step, 3, 32, 32, generator=g) * 2 - 1
     a = model.generate(context, prompts, generator=torch.Generator().manual_seed(1))
-    b = load_world_model(tmp_path / "wm").generate(context, prompts, generator=torch.Generator().manual_seed(1))
+    b = load_world_model(tmp_path / "wm").generate(
+        context, prompts, generator=torch.Generator().manual_seed(1)
+    )
     torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
 def test_unknown_class_names_and_missing_models_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "config.json").write_text(json.dumps({"_class_name": "EDMUNet", "robot": "panda"}))
-    with pytest.raises(ValueError, match=r"unknown world-model class 'EDMUNet'; known classes: .*ActionToVideoModel"):
+    with pytest.raises(
+        ValueError, match=r"unknown world-model class 'EDMUNet'; known classes: .*ActionToVideoModel"
+    ):
         load_world_model(tmp_path / "odd")
     (tmp_path / "odd" / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a JSON object"):
@@ -140,7 +148,9 @@ def test_backbone_registry(monkeypatch: pytest.MonkeyPatch) -> None:
         register_backbone(CopyLastFrameModel, name="ActionToVideoModel")
 
 
-def test_a_second_backbone_runs_in_the_envs_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_backbone_runs_in_the_envs_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import gymnasium as gym
 
     import vap_env  # noqa: F401  (the env ids)

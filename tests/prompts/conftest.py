@@ -48,8 +48,9 @@ class ObservedWorld:
         """(H, W, 3) uint8 frame and the robot's (H, W) bool segmentation, from ``camera``."""
         self.set_state(q, gripper)
         view, proj = camera.to_pybullet()
-        _, _, rgb, _, seg = self.client.getCameraImage(camera.width, camera.height, view, proj,
-                                                       renderer=p.ER_TINY_RENDERER)
+        _, _, rgb, _, seg = self.client.getCameraImage(
+            camera.width, camera.height, view, proj, renderer=p.ER_TINY_RENDERER
+        )
         rgb = np.asarray(rgb, dtype=np.uint8).reshape(camera.height, camera.width, 4)[..., :3]
         return np.ascontiguousarray(rgb), np.asarray(seg).reshape(camera.height, camera.width) == self.body
 
@@ -85,8 +86,9 @@ def perturb_camera(camera: Camera, rng: np.random.Generator, degrees: float, met
 @pytest.fixture(scope="session")
 def tools() -> SimpleNamespace:
     """The helpers above, for test modules (fixtures keep them importable under any pytest import mode)."""
-    return SimpleNamespace(on_mask_fraction=on_mask_fraction, random_state=random_state,
-                           perturb_camera=perturb_camera)
+    return SimpleNamespace(
+        on_mask_fraction=on_mask_fraction, random_state=random_state, perturb_camera=perturb_camera
+    )
 
 
 @pytest.fixture(scope="session")

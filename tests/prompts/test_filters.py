@@ -32,7 +32,7 @@ def _lag(clean: np.ndarray, filtered: np.ndarray, max_lag: int = 20) -> int:
     a = (clean - clean.mean(0)).reshape(len(clean), -1)
     b = (filtered - filtered.mean(0)).reshape(len(filtered), -1)
     n = len(a) - max_lag
-    return int(np.argmax([np.sum(a[15:n] * b[15 + k:n + k]) for k in range(max_lag)]))
+    return int(np.argmax([np.sum(a[15:n] * b[15 + k : n + k]) for k in range(max_lag)]))
 
 
 def test_one_euro_reduces_jitter_with_little_lag():
@@ -86,10 +86,19 @@ def test_timestamps_reset_and_gaps():
     np.testing.assert_array_equal(f(np.array([7.0, 2.5]))[0], 7.0)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("frequency", 0.0), ("frequency", -30.0), ("min_cutoff", 0.0), ("min_cutoff", float("nan")),
-    ("beta", -0.1), ("d_cutoff", float("inf")), ("beta", "0.1"), ("frequency", True),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("frequency", 0.0),
+        ("frequency", -30.0),
+        ("min_cutoff", 0.0),
+        ("min_cutoff", float("nan")),
+        ("beta", -0.1),
+        ("d_cutoff", float("inf")),
+        ("beta", "0.1"),
+        ("frequency", True),
+    ],
+)
 def test_bad_parameters_raise(field, value):
     with pytest.raises(ValueError, match=f"`{field}`"):
         OneEuroFilter(**{field: value})

@@ -31,8 +31,11 @@ def hand():
 def _finger_bones(desc, finger: str) -> list:
     """The finger's own bones (the thumb's include wrist -> thumb_cmc), not the palm's."""
     names = desc.graph.keypoint_names
-    return [b for b in desc.graph.bones
-            if names[b.end].startswith(finger) and not {names[b.start], names[b.end]} <= PALM]
+    return [
+        b
+        for b in desc.graph.bones
+        if names[b.end].startswith(finger) and not {names[b.start], names[b.end]} <= PALM
+    ]
 
 
 def test_description_is_a_21_keypoint_mediapipe_hand(hand):
@@ -43,8 +46,10 @@ def test_description_is_a_21_keypoint_mediapipe_hand(hand):
     assert len(desc.graph.bones) == 21  # MediaPipe's HAND_CONNECTIONS
     # One hue family per finger: hues within a finger are closer than to any other finger's.
     colors = {f: np.array([[b.color for b in _finger_bones(desc, f)]], np.uint8) for f in FINGERS}
-    hues = {f: cv2.cvtColor(c, cv2.COLOR_RGB2HSV_FULL)[0, :, 0].astype(float) * 360 / 256
-            for f, c in colors.items()}
+    hues = {
+        f: cv2.cvtColor(c, cv2.COLOR_RGB2HSV_FULL)[0, :, 0].astype(float) * 360 / 256
+        for f, c in colors.items()
+    }
     for f in FINGERS:
         assert len(hues[f]) == (4 if f == "thumb" else 3)
         spread = np.ptp(hues[f])
@@ -75,8 +80,13 @@ def test_render_from_2d_and_3d_keypoints(hand):
     # A smaller prompt from the same camera keeps the picture (resized intrinsics).
     small = HandPrompter(cam, size=(64, 64)).render(pose)
     assert small.shape == (64, 64, 3)
-    assert np.abs(cv2.resize((drawn3d * 255).astype(np.uint8), (64, 64), interpolation=cv2.INTER_AREA)
-                  .astype(float) - (small.max(-1) > 0) * 255).mean() < 40
+    assert (
+        np.abs(
+            cv2.resize((drawn3d * 255).astype(np.uint8), (64, 64), interpolation=cv2.INTER_AREA).astype(float)
+            - (small.max(-1) > 0) * 255
+        ).mean()
+        < 40
+    )
 
 
 def test_every_finger_colour_appears(hand):

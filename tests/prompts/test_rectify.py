@@ -121,7 +121,15 @@ def test_bad_inputs_raise(robots):
         estimate_rectification(robot, robot.home, 1.0, cam, np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         estimate_rectification(robot, robot.home, 1.0, cam, frame.astype(np.float32))
-    for bad in ({"method": "sift"}, {"match_size": 8}, {"max_shift": 1.5}, {"ratio": 0.0}, {"min_inliers": 3},
-                {"ransac_threshold": 0.0}, {"ecc_levels": 0}, {"min_score": 2.0}):
+    for bad in (
+        {"method": "sift"},
+        {"match_size": 8},
+        {"max_shift": 1.5},
+        {"ratio": 0.0},
+        {"min_inliers": 3},
+        {"ransac_threshold": 0.0},
+        {"ecc_levels": 0},
+        {"min_score": 2.0},
+    ):
         with pytest.raises(ValueError, match=f"`{next(iter(bad))}`"):
             RectificationConfig(**bad)

@@ -38,8 +38,14 @@ def test_skeleton_lies_on_the_robot(name, mode, robots, tools):
     assert np.min(fractions) >= WORST_FLOOR, f"{name}/{mode}: worst state {np.min(fractions):.3f}"
 
 
-def _stroke_width(graph, bone: Bone, uv: np.ndarray, depth: np.ndarray, size: int,
-                  renderer_cls: type[SkeletonRenderer] = SkeletonRenderer) -> tuple[float, float]:
+def _stroke_width(
+    graph,
+    bone: Bone,
+    uv: np.ndarray,
+    depth: np.ndarray,
+    size: int,
+    renderer_cls: type[SkeletonRenderer] = SkeletonRenderer,
+) -> tuple[float, float]:
     """(width in px, peak brightness) of one bone drawn alone.
 
     The width comes from the anti-aliased ink: coverage summed over the image (pixel value over the bone's
@@ -136,18 +142,24 @@ def _marker_errors(robot, rng: np.random.Generator, radius: float = 0.02) -> np.
     errors = []
     try:
         shape = client.createVisualShape(p.GEOM_SPHERE, radius=radius, rgbaColor=[1, 0, 0, 1])
-        for cam in (Camera.from_spec(robot.desc.camera, 256, 256),
-                    ViewpointSampler.around(robot.desc.camera).sample(rng, 256, 192)):
+        for cam in (
+            Camera.from_spec(robot.desc.camera, 256, 256),
+            ViewpointSampler.around(robot.desc.camera).sample(rng, 256, 192),
+        ):
             uv, z = cam.project(keypoints)
             view, proj = cam.to_pybullet()
             margin = 8
-            inside = np.flatnonzero((uv >= margin).all(axis=1) & (uv[:, 0] < cam.width - margin)
-                                    & (uv[:, 1] < cam.height - margin))
+            inside = np.flatnonzero(
+                (uv >= margin).all(axis=1)
+                & (uv[:, 0] < cam.width - margin)
+                & (uv[:, 1] < cam.height - margin)
+            )
             assert len(inside) >= len(keypoints) - 2, f"{robot.name}: only {len(inside)} keypoints in view"
             for k in inside:
                 body = client.createMultiBody(baseVisualShapeIndex=shape, basePosition=keypoints[k].tolist())
-                _, _, _, depth, seg = client.getCameraImage(cam.width, cam.height, view, proj,
-                                                            renderer=p.ER_TINY_RENDERER)
+                _, _, _, depth, seg = client.getCameraImage(
+                    cam.width, cam.height, view, proj, renderer=p.ER_TINY_RENDERER
+                )
                 client.removeBody(body)
                 seg = np.asarray(seg).reshape(cam.height, cam.width) == body
                 rows, cols = np.nonzero(seg)

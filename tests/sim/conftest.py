@@ -9,8 +9,9 @@ from vap_env.camera import Camera
 from vap_env.sim.scene import TabletopScene
 
 
-def _marker_errors(scene: TabletopScene, camera: Camera, points: np.ndarray,
-                   radius: float = 0.02) -> np.ndarray:
+def _marker_errors(
+    scene: TabletopScene, camera: Camera, points: np.ndarray, radius: float = 0.02
+) -> np.ndarray:
     """(N, 2) rendered-minus-projected pixel offsets (du, dv) of a small sphere placed at each point.
 
     The robot is moved out of view first (nothing may occlude the markers) and back afterwards; points whose

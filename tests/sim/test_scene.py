@@ -85,8 +85,9 @@ def test_marker_centroids_match_camera_projection(panda_scene, marker_errors):
     panda_scene.restore()
     rng = np.random.default_rng(1)
     sampler = ViewpointSampler.around(panda_scene.description.camera)
-    errors = np.concatenate([marker_errors(panda_scene, sampler.sample(rng, 256, 192), _marker_points(rng))
-                             for _ in range(3)])
+    errors = np.concatenate(
+        [marker_errors(panda_scene, sampler.sample(rng, 256, 192), _marker_points(rng)) for _ in range(3)]
+    )
     assert len(errors) >= 12
     assert np.hypot(*errors.T).max() < 0.5, errors  # measured: 0.17
     assert np.hypot(*errors.mean(axis=0)) < 0.1, errors.mean(axis=0)  # measured: 0.02

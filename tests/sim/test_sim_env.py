@@ -34,9 +34,15 @@ def test_ids_registered():
     env.close()
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"obs_mode": "both", "camera": "random", "render_mode": "rgb_array"},
-                                    {"obs_mode": "state", "action_mode": "joint_delta"}],
-                         ids=["image", "both-random-render", "state-joint"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"obs_mode": "both", "camera": "random", "render_mode": "rgb_array"},
+        {"obs_mode": "state", "action_mode": "joint_delta"},
+    ],
+    ids=["image", "both-random-render", "state-joint"],
+)
 @pytest.mark.parametrize("env_name", vap_env.SIM_ENV_IDS)
 def test_check_env(env_name, kwargs):
     env = gym.make(env_name, **kwargs)
@@ -106,12 +112,14 @@ def test_commanded_versus_achieved():
     np.testing.assert_allclose(info["commanded_ee_position"], start + [0.1, 0, 0], atol=1e-6)
     assert np.linalg.norm(info["ee_position"] - info["commanded_ee_position"]) < 0.005  # tracking lag
     assert info["commanded_gripper"] == 0.0 and info["gripper"] < 0.05
-    np.testing.assert_allclose(env.robot.ee_pose(info["commanded_joints"])[0], info["commanded_ee_position"],
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        env.robot.ee_pose(info["commanded_joints"])[0], info["commanded_ee_position"], atol=1e-3
+    )
     # Out-of-range actions are clipped: 3.0 moves exactly as far as 1.0.
     _, _, _, _, clipped = env.step(np.array([0.0, 3.0, 0.0, 1.0], dtype=np.float32))
-    np.testing.assert_allclose(clipped["commanded_ee_position"] - info["commanded_ee_position"], [0, 0.02, 0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        clipped["commanded_ee_position"] - info["commanded_ee_position"], [0, 0.02, 0], atol=1e-6
+    )
     assert clipped["commanded_gripper"] == 1.0
     # The commanded TCP never leaves the workspace box, however long the policy pushes down.
     for _ in range(30):
@@ -222,16 +230,19 @@ def _fraction_near_mask(uv: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(distance[rows[inside], cols[inside]] <= 1.0))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"robot": "r2d2"}, "unknown robot 'r2d2'; simulated robots: .*panda"),
-    ({"robot": "human_hand"}, "is a hand, it has no simulated body; simulated robots: .*panda"),
-    ({"task": "stack"}, "reach, push"),
-    ({"camera": "wrist"}, "fixed, random"),
-    ({"action_mode": "torque"}, "ee_delta, joint_delta"),
-    ({"obs_mode": "depth"}, "image, state, both"),
-    ({"prompt": "text"}, "skeleton"),
-    ({"render_mode": "human"}, "rgb_array"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"robot": "r2d2"}, "unknown robot 'r2d2'; simulated robots: .*panda"),
+        ({"robot": "human_hand"}, "is a hand, it has no simulated body; simulated robots: .*panda"),
+        ({"task": "stack"}, "reach, push"),
+        ({"camera": "wrist"}, "fixed, random"),
+        ({"action_mode": "torque"}, "ee_delta, joint_delta"),
+        ({"obs_mode": "depth"}, "image, state, both"),
+        ({"prompt": "text"}, "skeleton"),
+        ({"render_mode": "human"}, "rgb_array"),
+    ],
+)
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimEnv(**kwargs)

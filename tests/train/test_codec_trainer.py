@@ -216,7 +216,9 @@ def test_cli_pools_directories_and_holds_out_the_last_episodes_of_each(tmp_path:
     assert (n_train, n_val) == (3, 2)  # at least one episode of each directory is held out
     np.testing.assert_array_equal(train, np.concatenate(frames[push][:2] + frames[reach][:1]))
     np.testing.assert_array_equal(heldout, np.concatenate(frames[push][2:] + frames[reach][1:]))
-    (pushed, n), (reached, m) = _frames([str(push)], [str(reach)], 0.1)  # --val-data: nothing held out of --data
+    (pushed, n), (reached, m) = _frames(
+        [str(push)], [str(reach)], 0.1
+    )  # --val-data: nothing held out of --data
     assert (n, m) == (3, 2) and len(pushed) + len(reached) == len(train) + len(heldout)
     with pytest.raises(ValueError, match="reach holds 2 episodes: holding out 2 leaves none to train on"):
         _frames([str(reach)], None, 0.9)

@@ -46,7 +46,10 @@ def test_only_marked_checkpoints_count_and_are_pruned(tmp_path: Path) -> None:
     assert [step for step, _ in list_checkpoints(tmp_path)] == [2, 4, 6]
     assert [step for step, _ in list_checkpoints(tmp_path, complete_only=False)] == [2, 4, 6, 8]
     assert last_checkpoint(tmp_path) == tmp_path / "step-000006"
-    assert json.loads((tmp_path / "step-000006" / COMPLETE_MARKER).read_text()) == {"step": 6, "complete": True}
+    assert json.loads((tmp_path / "step-000006" / COMPLETE_MARKER).read_text()) == {
+        "step": 6,
+        "complete": True,
+    }
     assert prune_checkpoints(tmp_path, 2) == [tmp_path / "step-000002"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".tmp-step-000010", "step-000004", "step-000006", "step-000008",
@@ -68,9 +71,15 @@ def test_run_directory_refuses_checkpoints_and_resumes_the_last_complete_one(tmp
 def test_write_json_writes_dataclasses_paths_and_tuples_plainly(tmp_path: Path) -> None:
     from vap_env.train.config import CodecTrainConfig
 
-    write_json(tmp_path / "c.json", {"train": CodecTrainConfig(), "dirs": [Path("a"), Path("b")], "n": (1, 2)})
+    write_json(
+        tmp_path / "c.json", {"train": CodecTrainConfig(), "dirs": [Path("a"), Path("b")], "n": (1, 2)}
+    )
     saved = json.loads((tmp_path / "c.json").read_text())
-    assert saved["train"]["block_channels"] == [16, 32, 64] and saved["dirs"] == ["a", "b"] and saved["n"] == [1, 2]
+    assert (
+        saved["train"]["block_channels"] == [16, 32, 64]
+        and saved["dirs"] == ["a", "b"]
+        and saved["n"] == [1, 2]
+    )
 
 
 def test_checkpoints_round_trip_the_step_optimizer_and_ema(tmp_path: Path) -> None:
@@ -90,7 +99,9 @@ def test_checkpoints_round_trip_the_step_optimizer_and_ema(tmp_path: Path) -> No
         accelerator, model, optimizer, schedule, state, ema = parts
         for _ in range(count):
             x = torch.full((4, 3), float(state.step), device=accelerator.device)
-            optimizer_step(model(x).square().mean(), optimizer, schedule, model.parameters(), 1.0, accelerator)
+            optimizer_step(
+                model(x).square().mean(), optimizer, schedule, model.parameters(), 1.0, accelerator
+            )
             ema.step(model.parameters())
             state.step += 1
 
@@ -110,7 +121,9 @@ def test_checkpoints_round_trip_the_step_optimizer_and_ema(tmp_path: Path) -> No
     before = [p.detach().clone() for p in params]
     with ema_weights(second[5], params):
         assert all(torch.equal(p, s) for p, s in zip(params, second[5].shadow_params, strict=True))
-        assert all(torch.equal(s, t) for s, t in zip(second[5].shadow_params, straight[5].shadow_params, strict=True))
+        assert all(
+            torch.equal(s, t) for s, t in zip(second[5].shadow_params, straight[5].shadow_params, strict=True)
+        )
     assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))
 
 
@@ -120,7 +133,11 @@ def test_metrics_rows_are_cut_back_on_resume_and_keep_the_clock(tmp_path: Path) 
     for step in (2, 4, 6):
         log.write(step, {"loss": 1.0 / step} | ({"psnr": 20.0} if step == 4 else {}))
     rows = read_metrics(tmp_path)
-    assert [row["step"] for row in rows] == [2, 4, 6] and rows[1]["psnr"] == 20.0 and rows[0]["psnr"] != rows[0]["psnr"]
+    assert (
+        [row["step"] for row in rows] == [2, 4, 6]
+        and rows[1]["psnr"] == 20.0
+        and rows[0]["psnr"] != rows[0]["psnr"]
+    )
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0], lines[1], lines[2].rsplit(",", 1)[0] + ",1000.0", lines[3]]) + "\n")
     resumed = MetricsLog(accelerator, path, fields, start_step=4)  # a run resumed from its step-4 checkpoint

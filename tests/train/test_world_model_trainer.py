@@ -120,7 +120,10 @@ def test_several_datasets_are_pooled_and_each_is_validated_on(
     train, heldout, files = split_episodes([episodes_dir, reach], val_episodes=1)
     # the last episode of each directory is held out, so both tasks are validated on
     assert [(e.task, e.seed) for e in heldout] == [("push", 5), ("reach", 52)]
-    assert [(e.task, e.seed) for e in train] == [("push", s) for s in range(5)] + [("reach", 50), ("reach", 51)]
+    assert [(e.task, e.seed) for e in train] == [("push", s) for s in range(5)] + [
+        ("reach", 50),
+        ("reach", 51),
+    ]
     assert files["heldout"] == [f"{episodes_dir}/episode_000005.npz", f"{reach}/episode_000002.npz"]
     train, heldout, files = split_episodes([episodes_dir, reach], [reach])
     assert (len(train), len(heldout)) == (9, 3) and files["heldout"][0] == f"{reach}/episode_000000.npz"
@@ -138,7 +141,16 @@ def test_several_datasets_are_pooled_and_each_is_validated_on(
 
     small = tmp_path / "reach_16"
     collect("panda", "reach", 2, "scripted", small, image_size=16, progress=False)
-    argv = ["train", "--data", str(episodes_dir), str(small), "--out", str(tmp_path / "mixed"), "--steps", "2"]
+    argv = [
+        "train",
+        "--data",
+        str(episodes_dir),
+        str(small),
+        "--out",
+        str(tmp_path / "mixed"),
+        "--steps",
+        "2",
+    ]
     assert _cli(argv) == 2
     error = capsys.readouterr().err
     assert re.search(r"the data in .*panda_push, .*reach_16 is panda at 16x16, panda at 32x32", error), error

@@ -128,7 +128,9 @@ def _argument(
     if kind[0] is bool:
         if default is True:  # a switch that is on by default: --no-x turns it off
             return spec.flag or f"--no-{dashed}", {
-                **options, "action": "store_false", "help": f"{text} (on by default: this flag turns it off)"
+                **options,
+                "action": "store_false",
+                "help": f"{text} (on by default: this flag turns it off)",
             }
         return spec.flag or f"--{dashed}", {**options, "action": "store_true", "help": text}
     shown = spec.default_text if spec.default_text is not None else _show(options.get("default"))

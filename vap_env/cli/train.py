@@ -55,7 +55,12 @@ examples:
 # None: the preset's value, or with --init the saved model's (see _model_config)
 _ATTACHMENT = "(with --init: the saved model's; another {} needs a pretrain model)"
 MODEL_FLAGS = (
-    Flag("prompt", default=None, choices=tuple(PROMPT_KINDS), default_text="skeleton " + _ATTACHMENT.format("kind")),
+    Flag(
+        "prompt",
+        default=None,
+        choices=tuple(PROMPT_KINDS),
+        default_text="skeleton " + _ATTACHMENT.format("kind"),
+    ),
     Flag("controlnet_layers", default=None, default_text="the preset's " + _ATTACHMENT.format("value")),
     Flag("lora_rank", default=None, default_text="the preset's " + _ATTACHMENT.format("value")),
     Flag("context_frames", default=None, default_text="1 (with --init: the saved model's)"),
@@ -194,7 +199,11 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
     given = {k: v for k, v in given.items() if v is not None and k != "stage"}
     if init is not None:
         saved = WorldModelConfig.from_json((init / "config.json").read_text())
-        if "prompt" in given and prompt_kind(given["prompt"]).conditioning == "vector" and saved.state_dim < 1:
+        if (
+            "prompt" in given
+            and prompt_kind(given["prompt"]).conditioning == "vector"
+            and saved.state_dim < 1
+        ):
             # a vector prompt attached to a base that had none: its size is the data's
             given["state_dim"] = _state_dim(_episodes(args.data[0]), given["prompt"])
         return dataclasses.replace(saved, stage=args.stage, **given)

@@ -293,7 +293,9 @@ class ImaginedWorld:
         """
         c, k = self.spec, self.spec.frames_per_step
         shape = self.action_space.shape
-        actions = [check_action(a, shape, self.interface.action_mode) for a in actions]  # all valid before any moves
+        actions = [
+            check_action(a, shape, self.interface.action_mode) for a in actions
+        ]  # all valid before any moves
         new_prompts = []
         for episode, action in zip(episodes, actions, strict=True):
             start = episode.command
@@ -350,7 +352,9 @@ class ImaginedWorld:
         if est.object_position is not None:
             parts.append(est.object_position)
         state = np.concatenate([*parts, episode.goal]).astype(np.float32)
-        return state if self.config.obs_mode == "state" else {"image": episode.frames[-1].copy(), "state": state}
+        return (
+            state if self.config.obs_mode == "state" else {"image": episode.frames[-1].copy(), "state": state}
+        )
 
     def reward(self, episode: ImaginedEpisode) -> tuple[float, bool, dict[str, float]]:
         """(reward, success, reward parts) of the estimated task state, by the task's own reward code."""

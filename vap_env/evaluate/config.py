@@ -27,7 +27,6 @@ trained on seeds below 15000 (held out: 100000-111009), so evaluating from here 
 no training run drew, unless asked to."""
 
 
-
 @dataclasses.dataclass
 class EvaluateConfig:
     """What :func:`~vap_env.evaluate.runner.evaluate` runs: policies, episodes, seeds, horizons, outputs.

@@ -252,7 +252,12 @@ def evaluate(
     sim_results, imagined_results, sim_episodes = _evaluate_policies(run, policies, timing)
 
     t = time.perf_counter()
-    if segmenter is None and segmenter_config is None and isinstance(model_dir, str) and model_dir == "default":
+    if (
+        segmenter is None
+        and segmenter_config is None
+        and isinstance(model_dir, str)
+        and model_dir == "default"
+    ):
         from vap_env.model.loading import default_segmenter_path
 
         segmenter = default_segmenter_path()  # fitted with the default model's codec; None: fit one

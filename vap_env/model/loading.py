@@ -66,7 +66,9 @@ def register_backbone(cls: _Class, name: str | None = None) -> _Class:
     name = name or cls.__name__
     known = BACKBONES.get(name)
     if known is not None and known is not cls and not (isinstance(known, str) and _import(known) is cls):
-        raise ValueError(f"world-model class name {name!r} is taken by {known!r}; register {cls!r} as another")
+        raise ValueError(
+            f"world-model class name {name!r} is taken by {known!r}; register {cls!r} as another"
+        )
     BACKBONES[name] = cls
     return cls
 

@@ -26,8 +26,9 @@ from vap_env.envs.interface import EnvInterface
 class _ScriptedPolicy:
     """Shared parts: reading the state, the skill knob, and turning a TCP target into an action."""
 
-    def __init__(self, env: gym.Env, noise: float = 0.0, hesitation: float = 0.0,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, env: gym.Env, noise: float = 0.0, hesitation: float = 0.0, seed: int | None = None
+    ) -> None:
         if noise < 0:
             raise ValueError(f"`noise` must be >= 0, got {noise}")
         if not 0 <= hesitation <= 1:
@@ -36,7 +37,9 @@ class _ScriptedPolicy:
         if interface.action_mode != "ee_delta":
             raise ValueError(f"scripted experts need action_mode='ee_delta', got {interface.action_mode!r}")
         self.layout: dict[str, slice] = dict(interface.state_layout)
-        self.workspace_low, self.workspace_high = (np.asarray(b, dtype=np.float64) for b in interface.workspace)
+        self.workspace_low, self.workspace_high = (
+            np.asarray(b, dtype=np.float64) for b in interface.workspace
+        )
         self.max_step = float(interface.max_ee_step)
         self.noise, self.hesitation = float(noise), float(hesitation)
         self._rng = np.random.default_rng(seed)
@@ -49,8 +52,13 @@ class _ScriptedPolicy:
         state = obs["state"] if isinstance(obs, dict) else obs
         return np.asarray(state, dtype=np.float64)[self.layout[name]]
 
-    def towards(self, tcp: np.ndarray, target: np.ndarray, speed: float = 1.0, straight: bool = False,
-                ) -> np.ndarray:
+    def towards(
+        self,
+        tcp: np.ndarray,
+        target: np.ndarray,
+        speed: float = 1.0,
+        straight: bool = False,
+    ) -> np.ndarray:
         """(3,) action moving the TCP to ``target``, each axis at most ``speed`` (a fraction of a full step).
 
         ``straight`` scales the whole vector so the TCP moves along the line to the target; otherwise each
@@ -105,8 +113,16 @@ class ScriptedPushPolicy(_ScriptedPolicy):
         off_line: Lateral TCP distance from the push line that triggers a re-approach (m).
     """
 
-    def __init__(self, env: gym.Env, noise: float = 0.0, hesitation: float = 0.0, seed: int | None = None,
-                 cube_size: float = 0.05, standoff: float = 0.065, off_line: float = 0.02) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        noise: float = 0.0,
+        hesitation: float = 0.0,
+        seed: int | None = None,
+        cube_size: float = 0.05,
+        standoff: float = 0.065,
+        off_line: float = 0.02,
+    ) -> None:
         super().__init__(env, noise, hesitation, seed)
         if "object_position" not in self.layout:
             raise ValueError("ScriptedPushPolicy needs a push env: its state has no `object_position`")
@@ -138,8 +154,9 @@ class ScriptedPushPolicy(_ScriptedPolicy):
             self.phase = "push"
         return self.finish(self._motion(tcp, cube, goal, u, behind), -1.0)
 
-    def _motion(self, tcp: np.ndarray, cube: np.ndarray, goal: np.ndarray, u: np.ndarray,
-                behind: np.ndarray) -> np.ndarray:
+    def _motion(
+        self, tcp: np.ndarray, cube: np.ndarray, goal: np.ndarray, u: np.ndarray, behind: np.ndarray
+    ) -> np.ndarray:
         if self.phase == "push":
             # Aim one step ahead of the contact point behind the cube's *current* centre: as the cube turns or
             # drifts, the line turns with it and the fingers steer back behind it.

@@ -102,12 +102,22 @@ class OneEuroFilter:
 
 
 def _is_real(v: object) -> bool:
-    return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-            and math.isfinite(float(v)))
+    return (
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, bool)
+        and math.isfinite(float(v))
+    )
 
 
-def filter_track(track: np.ndarray, fps: float, timestamps: np.ndarray | None = None, *,
-                 min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0) -> np.ndarray:
+def filter_track(
+    track: np.ndarray,
+    fps: float,
+    timestamps: np.ndarray | None = None,
+    *,
+    min_cutoff: float = 1.0,
+    beta: float = 0.0,
+    d_cutoff: float = 1.0,
+) -> np.ndarray:
     """One-Euro filter a whole track.
 
     Args:

@@ -42,16 +42,23 @@ class HandPrompter:
         >>> video = hp.render_track(track_uv)   # track_uv: (T, 21, 2) pixels -> (T, 256, 256, 3) uint8
     """
 
-    def __init__(self, camera: Camera | None = None, size: tuple[int, int] | None = None,
-                 description: RobotDescription | str | Path = "human_hand",
-                 renderer: SkeletonRenderer | None = None, points_frame: str = "world",
-                 smoothing: OneEuroFilter | None = None) -> None:
+    def __init__(
+        self,
+        camera: Camera | None = None,
+        size: tuple[int, int] | None = None,
+        description: RobotDescription | str | Path = "human_hand",
+        renderer: SkeletonRenderer | None = None,
+        points_frame: str = "world",
+        smoothing: OneEuroFilter | None = None,
+    ) -> None:
         if not isinstance(description, RobotDescription):
             description = load_description(description)
         self.desc = description
         if self.desc.kind != "hand":
-            raise ValueError(f"`description` must be a hand (kind 'hand'), got {self.desc.name!r} of kind "
-                             f"{self.desc.kind!r}")
+            raise ValueError(
+                f"`description` must be a hand (kind 'hand'), got {self.desc.name!r} of kind "
+                f"{self.desc.kind!r}"
+            )
         if points_frame not in POINT_FRAMES:
             raise ValueError(f"`points_frame` must be one of {POINT_FRAMES}, got {points_frame!r}")
         if size is None and camera is None:
@@ -118,13 +125,22 @@ class HandPrompter:
         if timestamps is not None and np.shape(timestamps) != (len(track),):
             raise ValueError(f"`timestamps` must have shape ({len(track)},), got {np.shape(timestamps)}")
         self.smoothing.reset()
-        out = np.stack([self.smoothing(x, None if timestamps is None else float(timestamps[i]))
-                        for i, x in enumerate(track)]) if len(track) else track.copy()
+        out = (
+            np.stack(
+                [
+                    self.smoothing(x, None if timestamps is None else float(timestamps[i]))
+                    for i, x in enumerate(track)
+                ]
+            )
+            if len(track)
+            else track.copy()
+        )
         self.smoothing.reset()
         return out
 
-    def render_track(self, track: np.ndarray, backgrounds: np.ndarray | None = None,
-                     timestamps: np.ndarray | None = None) -> np.ndarray:
+    def render_track(
+        self, track: np.ndarray, backgrounds: np.ndarray | None = None, timestamps: np.ndarray | None = None
+    ) -> np.ndarray:
         """Prompt video of a keypoint track.
 
         Args:

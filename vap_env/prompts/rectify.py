@@ -85,8 +85,9 @@ class RectificationConfig:
         if not 0 < self.ratio <= 1:
             raise ValueError(f"`ratio` must be in (0, 1], got {self.ratio}")
         if self.min_inliers < 4:
-            raise ValueError(f"`min_inliers` must be >= 4 (a homography has 8 degrees of freedom), "
-                             f"got {self.min_inliers}")
+            raise ValueError(
+                f"`min_inliers` must be >= 4 (a homography has 8 degrees of freedom), got {self.min_inliers}"
+            )
         for name in ("max_features", "ecc_levels", "ecc_iterations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
@@ -126,8 +127,14 @@ class Rectification:
         return self.homography
 
     @classmethod
-    def identity(cls, size: tuple[int, int], reason: str, inliers: int = 0, score: float = -1.0,
-                 identity_score: float = -1.0) -> Rectification:
+    def identity(
+        cls,
+        size: tuple[int, int],
+        reason: str,
+        inliers: int = 0,
+        score: float = -1.0,
+        identity_score: float = -1.0,
+    ) -> Rectification:
         """The do-nothing rectification, recording why no homography was accepted."""
         return cls(np.eye(3), False, "identity", inliers, score, identity_score, reason, size)
 
@@ -149,24 +156,32 @@ class Rectification:
         h, w = self.size
         if image.shape[:2] != (h, w):
             raise ValueError(f"`image` must be {h}x{w} like the matched frame, got {image.shape[:2]}")
-        return cv2.warpPerspective(image, self.homography, (w, h), flags=interpolation,
-                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return cv2.warpPerspective(
+            image, self.homography, (w, h), flags=interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
 
 
-def render_robot_rgb(robot: Robot, q: np.ndarray, gripper: float,
-                     camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+def render_robot_rgb(
+    robot: Robot, q: np.ndarray, gripper: float, camera: Camera
+) -> tuple[np.ndarray, np.ndarray]:
     """Robot-only RGB render from the robot's private client: (H, W, 3) uint8 and its (H, W) bool mask."""
     robot.pose(q, gripper)
     view, proj = camera.to_pybullet()
-    _, _, rgb, _, seg = robot.client.getCameraImage(camera.width, camera.height, view, proj,
-                                                    renderer=p.ER_TINY_RENDERER)
+    _, _, rgb, _, seg = robot.client.getCameraImage(
+        camera.width, camera.height, view, proj, renderer=p.ER_TINY_RENDERER
+    )
     rgb = np.asarray(rgb, dtype=np.uint8).reshape(camera.height, camera.width, 4)[..., :3]
     return np.ascontiguousarray(rgb), np.asarray(seg).reshape(camera.height, camera.width) >= 0
 
 
-def estimate_rectification(robot: Robot, q: np.ndarray, gripper: float, assumed_camera: Camera,
-                           observed_frame: np.ndarray,
-                           config: RectificationConfig | None = None) -> Rectification:
+def estimate_rectification(
+    robot: Robot,
+    q: np.ndarray,
+    gripper: float,
+    assumed_camera: Camera,
+    observed_frame: np.ndarray,
+    config: RectificationConfig | None = None,
+) -> Rectification:
     """Estimate the homography that moves prompts drawn from ``assumed_camera`` onto ``observed_frame``.
 
     Args:
@@ -184,12 +199,15 @@ def estimate_rectification(robot: Robot, q: np.ndarray, gripper: float, assumed_
     frame = np.asarray(observed_frame)
     channels_ok = frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3))
     if frame.dtype != np.uint8 or not channels_ok:
-        raise ValueError(f"`observed_frame` must be a uint8 (H, W, 3) or (H, W) image, got {frame.dtype} "
-                         f"{frame.shape}")
+        raise ValueError(
+            f"`observed_frame` must be a uint8 (H, W, 3) or (H, W) image, got {frame.dtype} {frame.shape}"
+        )
     h, w = frame.shape[:2]
     if (assumed_camera.height, assumed_camera.width) != (h, w):
-        raise ValueError(f"`assumed_camera` is {assumed_camera.width}x{assumed_camera.height} but the frame "
-                         f"is {w}x{h}; pass camera.resized({w}, {h})")
+        raise ValueError(
+            f"`assumed_camera` is {assumed_camera.width}x{assumed_camera.height} but the frame "
+            f"is {w}x{h}; pass camera.resized({w}, {h})"
+        )
     size = (h, w)
     rgb, mask = render_robot_rgb(robot, q, gripper, assumed_camera)
     if mask.sum() < 4:
@@ -206,8 +224,10 @@ def estimate_rectification(robot: Robot, q: np.ndarray, gripper: float, assumed_
     ren_grey = cv2.resize(_grey(rgb), (mw, mh), interpolation=interp)
     # The robot's neighbourhood: its silhouette edges must be inside, so dilate by a few percent.
     k = 2 * int(round(0.03 * cfg.match_size)) + 1
-    region = cv2.dilate(cv2.resize(mask.astype(np.uint8) * 255, (mw, mh), interpolation=cv2.INTER_NEAREST),
-                        np.ones((k, k), np.uint8))
+    region = cv2.dilate(
+        cv2.resize(mask.astype(np.uint8) * 255, (mw, mh), interpolation=cv2.INTER_NEAREST),
+        np.ones((k, k), np.uint8),
+    )
     sigma = cfg.match_size / 128.0
     obs_grad, ren_grad = _gradient(obs_grey, sigma), _gradient(ren_grey, sigma)
     if float(obs_grad.std()) < 1e-4:
@@ -225,8 +245,15 @@ def estimate_rectification(robot: Robot, q: np.ndarray, gripper: float, assumed_
             candidates["features"] = H_feat if refined is None else refined
     if cfg.method in ("auto", "dense"):
         H0 = _translation_search(obs_grad, ren_grad, region, cfg.max_shift)
-        H_dense = _ecc(obs_grad, ren_grad, region, H0, cfg, levels=cfg.ecc_levels,
-                       schedule=("translation", "affine") + ("homography",) * max(cfg.ecc_levels - 2, 1))
+        H_dense = _ecc(
+            obs_grad,
+            ren_grad,
+            region,
+            H0,
+            cfg,
+            levels=cfg.ecc_levels,
+            schedule=("translation", "affine") + ("homography",) * max(cfg.ecc_levels - 2, 1),
+        )
         if H_dense is None:
             notes.append("dense ECC registration did not converge")
         else:
@@ -237,21 +264,27 @@ def estimate_rectification(robot: Robot, q: np.ndarray, gripper: float, assumed_
     best, best_score = None, -np.inf
     for name, H in candidates.items():
         if not _plausible(H, region, cfg.max_shift * cfg.match_size):
-            notes.append(f"{name} homography moves the robot by more than max_shift={cfg.max_shift} "
-                         "or distorts it")
+            notes.append(
+                f"{name} homography moves the robot by more than max_shift={cfg.max_shift} or distorts it"
+            )
             continue
         sc = _alignment_score(obs_grad, ren_grad, region, H)
         if sc > best_score:
             best, best_score = name, sc
     if best is None:
-        return Rectification.identity(size, "; ".join(notes) or "no candidate homography", inliers,
-                                      identity_score=id_score)
+        return Rectification.identity(
+            size, "; ".join(notes) or "no candidate homography", inliers, identity_score=id_score
+        )
     if best_score < cfg.min_score or best_score < id_score + cfg.min_gain:
         return Rectification.identity(
-            size, f"best homography ({best}) correlates {best_score:.3f} with the frame against "
-                  f"{id_score:.3f} without it (need >= {cfg.min_score} and a gain >= {cfg.min_gain}): "
-                  "nothing reliable to match",
-            inliers, best_score, id_score)
+            size,
+            f"best homography ({best}) correlates {best_score:.3f} with the frame against "
+            f"{id_score:.3f} without it (need >= {cfg.min_score} and a gain >= {cfg.min_gain}): "
+            "nothing reliable to match",
+            inliers,
+            best_score,
+            id_score,
+        )
     H = np.linalg.inv(S) @ candidates[best] @ S
     return Rectification(H / H[2, 2], True, best, inliers, best_score, id_score, "", size)
 
@@ -273,8 +306,9 @@ def _gradient(grey: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(cv2.magnitude(gx, gy), (0, 0), sigma)
 
 
-def _feature_homography(ren: np.ndarray, region: np.ndarray, obs: np.ndarray,
-                        cfg: RectificationConfig) -> tuple[np.ndarray | None, int, str]:
+def _feature_homography(
+    ren: np.ndarray, region: np.ndarray, obs: np.ndarray, cfg: RectificationConfig
+) -> tuple[np.ndarray | None, int, str]:
     """ORB + ratio test + RANSAC; returns (H render -> frame or None, inliers, why it failed)."""
     # Low FAST threshold and small patches: the renders are smooth and the robot is small.
     orb = cv2.ORB_create(cfg.max_features, edgeThreshold=15, patchSize=15, fastThreshold=5)
@@ -301,7 +335,7 @@ def _translation_search(obs: np.ndarray, ren: np.ndarray, region: np.ndarray, ma
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     pad = int(round(max_shift * min(obs.shape)))
     big = cv2.copyMakeBorder(obs, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    window = big[y0:y1 + 2 * pad, x0:x1 + 2 * pad]
+    window = big[y0 : y1 + 2 * pad, x0 : x1 + 2 * pad]
     score = cv2.matchTemplate(window, ren[y0:y1, x0:x1], cv2.TM_CCORR_NORMED)
     _, _, _, (dx, dy) = cv2.minMaxLoc(np.nan_to_num(score, nan=-1.0))
     T = np.eye(3)
@@ -309,12 +343,22 @@ def _translation_search(obs: np.ndarray, ren: np.ndarray, region: np.ndarray, ma
     return T
 
 
-_MOTIONS = {"translation": cv2.MOTION_TRANSLATION, "affine": cv2.MOTION_AFFINE,
-            "homography": cv2.MOTION_HOMOGRAPHY}
+_MOTIONS = {
+    "translation": cv2.MOTION_TRANSLATION,
+    "affine": cv2.MOTION_AFFINE,
+    "homography": cv2.MOTION_HOMOGRAPHY,
+}
 
 
-def _ecc(obs: np.ndarray, ren: np.ndarray, region: np.ndarray, H_init: np.ndarray, cfg: RectificationConfig,
-         levels: int, schedule: tuple[str, ...]) -> np.ndarray | None:
+def _ecc(
+    obs: np.ndarray,
+    ren: np.ndarray,
+    region: np.ndarray,
+    H_init: np.ndarray,
+    cfg: RectificationConfig,
+    levels: int,
+    schedule: tuple[str, ...],
+) -> np.ndarray | None:
     """Coarse-to-fine ECC from ``H_init`` (render -> frame); ``schedule[i]`` at level i, coarsest first.
 
     ECC warps its *input* onto its *template*; the frame is the template and the render (with the robot's
@@ -357,8 +401,10 @@ def _plausible(H: np.ndarray, region: np.ndarray, max_px: float) -> bool:
     if not np.all(np.isfinite(H)) or np.linalg.det(H[:2, :2]) <= 0:
         return False
     ys, xs = np.nonzero(region)
-    box = np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]],
-                   dtype=np.float64)
+    box = np.array(
+        [[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]],
+        dtype=np.float64,
+    )
     moved = cv2.perspectiveTransform(box[None], H)[0]
     if not np.all(np.isfinite(moved)):
         return False

@@ -129,10 +129,20 @@ class SimEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": PHYSICS_HZ // 20}
 
-    def __init__(self, robot: str | RobotDescription = "panda", task: str = "push",
-                 action_mode: str = "ee_delta", obs_mode: str = "image", image_size: int = 64,
-                 camera: str | Camera = "fixed", prompt: str = "skeleton", render_mode: str | None = None,
-                 substeps: int = 20, max_ee_step: float = 0.02, max_joint_step: float = 0.05) -> None:
+    def __init__(
+        self,
+        robot: str | RobotDescription = "panda",
+        task: str = "push",
+        action_mode: str = "ee_delta",
+        obs_mode: str = "image",
+        image_size: int = 64,
+        camera: str | Camera = "fixed",
+        prompt: str = "skeleton",
+        render_mode: str | None = None,
+        substeps: int = 20,
+        max_ee_step: float = 0.02,
+        max_joint_step: float = 0.05,
+    ) -> None:
         self._validate(task, action_mode, obs_mode, image_size, camera, prompt, render_mode, substeps)
         self.desc = self._load_robot(robot)
         self.task_name, self.action_mode, self.obs_mode = task, action_mode, obs_mode
@@ -144,9 +154,12 @@ class SimEnv(gym.Env):
         self.scene = TabletopScene(self.desc, goal_shape=task_cls.goal_shape, with_object=task_cls.has_object)
         self._arm_ids = self.scene.joint_ids("robot", self.desc.arm_joints)
         self._grip_ids = self.scene.joint_ids("robot", self.desc.gripper.joints) if self.desc.gripper else []
-        self._forces = np.concatenate([
-            self.scene.joint_max_forces("robot", self._arm_ids, _DEFAULT_ARM_FORCE),
-            self.scene.joint_max_forces("robot", self._grip_ids, _DEFAULT_GRIPPER_FORCE)])
+        self._forces = np.concatenate(
+            [
+                self.scene.joint_max_forces("robot", self._arm_ids, _DEFAULT_ARM_FORCE),
+                self.scene.joint_max_forces("robot", self._grip_ids, _DEFAULT_GRIPPER_FORCE),
+            ]
+        )
         self.controller = ActionController(self.robot, action_mode, max_ee_step, max_joint_step)
         self.max_ee_step, self.max_joint_step = self.controller.max_ee_step, self.controller.max_joint_step
         self.workspace = self.controller.workspace
@@ -160,8 +173,9 @@ class SimEnv(gym.Env):
         self._prompt_kind = prompt
         self.prompter = ActionPrompter(self.robot, self._camera, kind=prompt)
         self.state_layout = state_layout(self.robot.num_joints, self.task.has_object)
-        self.interface = EnvInterface(task, action_mode, self.state_layout, self.workspace, self.max_ee_step,
-                                      self.max_joint_step)  # what policies read, as in the world-model envs
+        self.interface = EnvInterface(
+            task, action_mode, self.state_layout, self.workspace, self.max_ee_step, self.max_joint_step
+        )  # what policies read, as in the world-model envs
         self.action_space = self.controller.action_space
         self.observation_space = observation_space(self.state_layout, obs_mode, self.image_size)
         self._render: SceneRender | None = None
@@ -179,22 +193,28 @@ class SimEnv(gym.Env):
         else:
             raise ValueError(f"unknown robot {robot!r}; simulated robots: {arms}")
         if desc.kind != "arm":
-            raise ValueError(f"robot {desc.name!r} is a {desc.kind}, it has no simulated body; "
-                             f"simulated robots: {arms}")
+            raise ValueError(
+                f"robot {desc.name!r} is a {desc.kind}, it has no simulated body; simulated robots: {arms}"
+            )
         return desc
 
     @staticmethod
     def _validate(task, action_mode, obs_mode, image_size, camera, prompt, render_mode, substeps) -> None:
-        checks = (("task", task, tuple(TASKS)), ("action_mode", action_mode, ACTION_MODES),
-                  ("obs_mode", obs_mode, OBS_MODES), ("prompt", prompt, PROMPT_KINDS))
+        checks = (
+            ("task", task, tuple(TASKS)),
+            ("action_mode", action_mode, ACTION_MODES),
+            ("obs_mode", obs_mode, OBS_MODES),
+            ("prompt", prompt, PROMPT_KINDS),
+        )
         for name, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"`{name}` must be one of {', '.join(valid)}; got {value!r}")
         if not isinstance(camera, Camera) and camera not in CAMERA_MODES:
             raise ValueError(f"`camera` must be one of {', '.join(CAMERA_MODES)} or a Camera; got {camera!r}")
         if render_mode not in (None, *SimEnv.metadata["render_modes"]):
-            raise ValueError(f"`render_mode` must be None or one of {SimEnv.metadata['render_modes']}; "
-                             f"got {render_mode!r}")
+            raise ValueError(
+                f"`render_mode` must be None or one of {SimEnv.metadata['render_modes']}; got {render_mode!r}"
+            )
         if int(image_size) < 8:
             raise ValueError(f"`image_size` must be at least 8, got {image_size}")
         if int(substeps) < 1:
@@ -220,15 +240,22 @@ class SimEnv(gym.Env):
         return self._ee.copy()
 
     # ----------------------------------------------------------------------------------------- gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None,
-              ) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self,
+        *,
+        seed: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         self.scene.restore()  # history-free: contact caches are dropped with the props they belong to
         if self._sampler is not None:
             self._camera = self._sampler.sample(self.np_random, self.image_size, self.image_size)
             self.prompter = ActionPrompter(self.robot, self._camera, kind=self._prompt_kind)
-        self.scene.set_joint_angles("robot", self._arm_ids + self._grip_ids,
-                                    np.concatenate([self.robot.home, self._gripper_positions(1.0)]))
+        self.scene.set_joint_angles(
+            "robot",
+            self._arm_ids + self._grip_ids,
+            np.concatenate([self.robot.home, self._gripper_positions(1.0)]),
+        )
         self.controller.reset(self.robot.home, 1.0)
         self._send_command()
         self.task.reset(self.np_random)
@@ -300,9 +327,13 @@ class SimEnv(gym.Env):
         achieved, goal = self.task.get_achieved_goal(), self.task.get_goal()
         cmd = self.controller.command
         info: dict[str, Any] = {
-            "commanded_joints": cmd.joints.copy(), "commanded_gripper": cmd.gripper,
-            "commanded_ee_position": cmd.ee_position.copy(), "joints": self._q.copy(), "gripper": self._grip,
-            "ee_position": self._ee.copy(), "goal": goal,
+            "commanded_joints": cmd.joints.copy(),
+            "commanded_gripper": cmd.gripper,
+            "commanded_ee_position": cmd.ee_position.copy(),
+            "joints": self._q.copy(),
+            "gripper": self._grip,
+            "ee_position": self._ee.copy(),
+            "goal": goal,
         }
         if self.task.has_object:
             info["object_pose"] = self.task.get_object_pose()

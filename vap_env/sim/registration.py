@@ -31,8 +31,12 @@ def register_sim_envs() -> list[str]:
         for task, spec in TASKS.items():
             name = env_id(robot, task)
             if name not in gym.registry:
-                gym.register(name, entry_point="vap_env.sim.env:SimEnv", max_episode_steps=spec.max_episode_steps,
-                             kwargs={"robot": robot, "task": task})
+                gym.register(
+                    name,
+                    entry_point="vap_env.sim.env:SimEnv",
+                    max_episode_steps=spec.max_episode_steps,
+                    kwargs={"robot": robot, "task": task},
+                )
             ids.append(name)
     return ids
 

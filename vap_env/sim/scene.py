@@ -62,8 +62,15 @@ class TabletopScene:
         timestep: Physics time step (s).
     """
 
-    def __init__(self, description: RobotDescription, cube_size: float = 0.05, cube_mass: float = 0.1,
-                 goal_shape: str = "disc", with_object: bool = True, timestep: float = 1.0 / 240.0) -> None:
+    def __init__(
+        self,
+        description: RobotDescription,
+        cube_size: float = 0.05,
+        cube_mass: float = 0.1,
+        goal_shape: str = "disc",
+        with_object: bool = True,
+        timestep: float = 1.0 / 240.0,
+    ) -> None:
         if goal_shape not in ("disc", "sphere"):
             raise ValueError(f"`goal_shape` must be 'disc' or 'sphere', got {goal_shape!r}")
         self.description = description
@@ -85,56 +92,101 @@ class TabletopScene:
         x0, x1 = self.description.workspace_x
         # The table reaches behind the robot base and well past the workspace, so every sampled camera sees
         # table or floor, never a hole.
-        self.create_box("table", half_extents=(0.7, 0.8, TABLE_HEIGHT / 2),
-                        position=(0.5 * (x0 + x1) - 0.15, 0.0, -TABLE_HEIGHT / 2), rgba=TABLE_RGBA, mass=0.0)
-        self.create_box("floor", half_extents=(3.0, 3.0, 0.01), position=(0.0, 0.0, -TABLE_HEIGHT - 0.01),
-                        rgba=FLOOR_RGBA, mass=0.0)
+        self.create_box(
+            "table",
+            half_extents=(0.7, 0.8, TABLE_HEIGHT / 2),
+            position=(0.5 * (x0 + x1) - 0.15, 0.0, -TABLE_HEIGHT / 2),
+            rgba=TABLE_RGBA,
+            mass=0.0,
+        )
+        self.create_box(
+            "floor",
+            half_extents=(3.0, 3.0, 0.01),
+            position=(0.0, 0.0, -TABLE_HEIGHT - 0.01),
+            rgba=FLOOR_RGBA,
+            mass=0.0,
+        )
         self._bodies["robot"] = load_body(self.client, self.description)
         self._robot_base_pose = self.client.getBasePositionAndOrientation(self._bodies["robot"])
         self._index_joints("robot")
         self._neutralise_red("robot")
         h = self.cube_size / 2
         if with_object:
-            self.create_box("object", half_extents=(h, h, h), position=(0.5 * (x0 + x1), 0.0, h),
-                            rgba=CUBE_RGBA, mass=cube_mass, lateral_friction=0.5)
+            self.create_box(
+                "object",
+                half_extents=(h, h, h),
+                position=(0.5 * (x0 + x1), 0.0, h),
+                rgba=CUBE_RGBA,
+                mass=cube_mass,
+                lateral_friction=0.5,
+            )
         if goal_shape == "disc":
-            self.create_cylinder("goal", radius=0.03, height=0.002, position=(0.5 * (x0 + x1), 0.1, 0.001),
-                                 rgba=GOAL_RGBA, ghost=True)
+            self.create_cylinder(
+                "goal",
+                radius=0.03,
+                height=0.002,
+                position=(0.5 * (x0 + x1), 0.1, 0.001),
+                rgba=GOAL_RGBA,
+                ghost=True,
+            )
         else:
-            self.create_sphere("goal", radius=0.015, position=(0.5 * (x0 + x1), 0.1, 0.1), rgba=GOAL_RGBA,
-                               ghost=True)
+            self.create_sphere(
+                "goal", radius=0.015, position=(0.5 * (x0 + x1), 0.1, 0.1), rgba=GOAL_RGBA, ghost=True
+            )
 
-    def _add(self, name: str, visual: int, collision: int, mass: float, position,
-             lateral_friction: float | None) -> int:
+    def _add(
+        self, name: str, visual: int, collision: int, mass: float, position, lateral_friction: float | None
+    ) -> int:
         if name in self._bodies:
             raise ValueError(f"a body named {name!r} already exists; bodies: {', '.join(self._bodies)}")
         self._specs[name] = (visual, collision, mass, tuple(position), lateral_friction)
-        body = self.client.createMultiBody(baseMass=mass, baseCollisionShapeIndex=collision,
-                                           baseVisualShapeIndex=visual, basePosition=list(position))
+        body = self.client.createMultiBody(
+            baseMass=mass,
+            baseCollisionShapeIndex=collision,
+            baseVisualShapeIndex=visual,
+            basePosition=list(position),
+        )
         if lateral_friction is not None:
             self.client.changeDynamics(body, -1, lateralFriction=lateral_friction)
         self._bodies[name] = body
         return body
 
-    def create_box(self, name: str, half_extents, position, rgba, mass: float = 0.0, ghost: bool = False,
-                   lateral_friction: float | None = None) -> int:
+    def create_box(
+        self,
+        name: str,
+        half_extents,
+        position,
+        rgba,
+        mass: float = 0.0,
+        ghost: bool = False,
+        lateral_friction: float | None = None,
+    ) -> int:
         """Add a box; ``ghost`` bodies are visual only (no collision). Returns the body id."""
         vis = self.client.createVisualShape(p.GEOM_BOX, halfExtents=list(half_extents), rgbaColor=list(rgba))
         col = -1 if ghost else self.client.createCollisionShape(p.GEOM_BOX, halfExtents=list(half_extents))
         return self._add(name, vis, col, mass, position, lateral_friction)
 
-    def create_sphere(self, name: str, radius: float, position, rgba, mass: float = 0.0, ghost: bool = False,
-                      ) -> int:
+    def create_sphere(
+        self,
+        name: str,
+        radius: float,
+        position,
+        rgba,
+        mass: float = 0.0,
+        ghost: bool = False,
+    ) -> int:
         """Add a sphere; ``ghost`` bodies are visual only. Returns the body id."""
         vis = self.client.createVisualShape(p.GEOM_SPHERE, radius=radius, rgbaColor=list(rgba))
         col = -1 if ghost else self.client.createCollisionShape(p.GEOM_SPHERE, radius=radius)
         return self._add(name, vis, col, mass, position, None)
 
-    def create_cylinder(self, name: str, radius: float, height: float, position, rgba, mass: float = 0.0,
-                        ghost: bool = False) -> int:
+    def create_cylinder(
+        self, name: str, radius: float, height: float, position, rgba, mass: float = 0.0, ghost: bool = False
+    ) -> int:
         """Add a z-aligned cylinder; ``ghost`` bodies are visual only. Returns the body id."""
-        vis = self.client.createVisualShape(p.GEOM_CYLINDER, radius=radius, length=height,
-                                            rgbaColor=list(rgba))
+        vis = self.client.createVisualShape(
+            p.GEOM_CYLINDER, radius=radius, length=height, rgbaColor=list(rgba)
+        )
         col = -1 if ghost else self.client.createCollisionShape(p.GEOM_CYLINDER, radius=radius, height=height)
         return self._add(name, vis, col, mass, position, None)
 
@@ -150,8 +202,9 @@ class TabletopScene:
 
     def _index_joints(self, name: str) -> None:
         body = self._bodies[name]
-        self._joints[name] = {self.client.getJointInfo(body, j)[1].decode(): j
-                              for j in range(self.client.getNumJoints(body))}
+        self._joints[name] = {
+            self.client.getJointInfo(body, j)[1].decode(): j for j in range(self.client.getNumJoints(body))
+        }
 
     def _neutralise_red(self, name: str) -> None:
         """Repaint saturated red/orange links grey: the cube stays the only red thing for colour detectors."""
@@ -218,12 +271,17 @@ class TabletopScene:
         for j, a in zip(joint_ids, angles, strict=True):
             self.client.resetJointState(bid, j, float(a), 0.0)
 
-    def control_joints(self, body: str, joint_ids: list[int], targets: np.ndarray,
-                       forces: np.ndarray) -> None:
+    def control_joints(
+        self, body: str, joint_ids: list[int], targets: np.ndarray, forces: np.ndarray
+    ) -> None:
         """Position-control joints towards ``targets`` with at most ``forces`` (N or N m)."""
-        self.client.setJointMotorControlArray(self.body_id(body), joint_ids, p.POSITION_CONTROL,
-                                              targetPositions=list(map(float, targets)),
-                                              forces=list(map(float, forces)))
+        self.client.setJointMotorControlArray(
+            self.body_id(body),
+            joint_ids,
+            p.POSITION_CONTROL,
+            targetPositions=list(map(float, targets)),
+            forces=list(map(float, forces)),
+        )
 
     # ----------------------------------------------------------------------------------------- simulation
     def step(self, substeps: int = 1) -> None:
@@ -255,8 +313,12 @@ class TabletopScene:
         _, _, rgba, _, seg = self.client.getCameraImage(w, h, view, proj, renderer=p.ER_TINY_RENDERER)
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4)[..., :3].copy()
         seg = np.asarray(seg, dtype=np.int32).reshape(h, w)
-        return SceneRender(rgb=rgb, robot_mask=seg == self._bodies["robot"],
-                           object_mask=seg == self._bodies.get("object", -2), segmentation=seg)
+        return SceneRender(
+            rgb=rgb,
+            robot_mask=seg == self._bodies["robot"],
+            object_mask=seg == self._bodies.get("object", -2),
+            segmentation=seg,
+        )
 
     def close(self) -> None:
         """Disconnect the client; safe to call twice."""

@@ -50,8 +50,12 @@ class Task(ABC):
     goal_shape: str = "sphere"
     has_object: bool = False
 
-    def __init__(self, scene: TabletopScene | None, get_ee_position: Callable[[], np.ndarray] | None,
-                 distance_threshold: float) -> None:
+    def __init__(
+        self,
+        scene: TabletopScene | None,
+        get_ee_position: Callable[[], np.ndarray] | None,
+        distance_threshold: float,
+    ) -> None:
         if distance_threshold <= 0:
             raise ValueError(f"`distance_threshold` must be positive, got {distance_threshold}")
         self._scene = scene
@@ -61,8 +65,12 @@ class Task(ABC):
 
     @classmethod
     @abstractmethod
-    def for_workspace(cls: type[_T], scene: TabletopScene, get_ee_position: Callable[[], np.ndarray],
-                      workspace: tuple[np.ndarray, np.ndarray]) -> _T:
+    def for_workspace(
+        cls: type[_T],
+        scene: TabletopScene,
+        get_ee_position: Callable[[], np.ndarray],
+        workspace: tuple[np.ndarray, np.ndarray],
+    ) -> _T:
         """The task as the simulator builds it, for a robot whose commanded TCP stays in the box
         ``workspace`` (low, high): the draws fit what the robot can reach."""
 
@@ -111,8 +119,9 @@ class Task(ABC):
         return np.asarray(distance(achieved_goal, desired_goal) < self.distance_threshold)
 
     @abstractmethod
-    def reward_terms(self, achieved_goal: np.ndarray, desired_goal: np.ndarray,
-                     ee_position: np.ndarray) -> dict[str, np.ndarray]:
+    def reward_terms(
+        self, achieved_goal: np.ndarray, desired_goal: np.ndarray, ee_position: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """Named reward parts (Gymnasium's ``reward_*`` info keys); the reward is their sum."""
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: dict) -> np.ndarray:
@@ -139,16 +148,25 @@ class ReachTask(Task):
     goal_shape = "sphere"
     has_object = False
 
-    def __init__(self, scene: TabletopScene | None, get_ee_position: Callable[[], np.ndarray] | None,
-                 z_range: tuple[float, float] = (0.05, 0.3), distance_threshold: float = 0.03) -> None:
+    def __init__(
+        self,
+        scene: TabletopScene | None,
+        get_ee_position: Callable[[], np.ndarray] | None,
+        z_range: tuple[float, float] = (0.05, 0.3),
+        distance_threshold: float = 0.03,
+    ) -> None:
         super().__init__(scene, get_ee_position, distance_threshold)
         if not 0 <= z_range[0] <= z_range[1]:
             raise ValueError(f"`z_range` must be (min, max) with 0 <= min <= max, got {z_range}")
         self.z_range = (float(z_range[0]), float(z_range[1]))
 
     @classmethod
-    def for_workspace(cls: type[_Reach], scene: TabletopScene, get_ee_position: Callable[[], np.ndarray],
-                      workspace: tuple[np.ndarray, np.ndarray]) -> _Reach:
+    def for_workspace(
+        cls: type[_Reach],
+        scene: TabletopScene,
+        get_ee_position: Callable[[], np.ndarray],
+        workspace: tuple[np.ndarray, np.ndarray],
+    ) -> _Reach:
         """Goals from 2 cm above the floor of the commanded TCP's box (at least 5 cm) up to 30 cm, so the
         TCP can reach every goal."""
         z_lo = max(0.05, workspace[0][2] + 0.02)
@@ -160,8 +178,13 @@ class ReachTask(Task):
 
     def reset(self, np_random: np.random.Generator) -> None:
         d = self.scene.description
-        self.goal = np.array([np_random.uniform(*d.workspace_x), np_random.uniform(*d.workspace_y),
-                              np_random.uniform(*self.z_range)])
+        self.goal = np.array(
+            [
+                np_random.uniform(*d.workspace_x),
+                np_random.uniform(*d.workspace_y),
+                np_random.uniform(*self.z_range),
+            ]
+        )
         self.scene.set_base_pose("goal", self.goal)
 
     def get_obs(self) -> np.ndarray:
@@ -170,8 +193,9 @@ class ReachTask(Task):
     def get_achieved_goal(self) -> np.ndarray:
         return np.asarray(self.get_ee_position(), dtype=np.float64)
 
-    def reward_terms(self, achieved_goal: np.ndarray, desired_goal: np.ndarray,
-                     ee_position: np.ndarray) -> dict[str, np.ndarray]:
+    def reward_terms(
+        self, achieved_goal: np.ndarray, desired_goal: np.ndarray, ee_position: np.ndarray
+    ) -> dict[str, np.ndarray]:
         return {"reward_dist": -distance(achieved_goal, desired_goal)}
 
 
@@ -196,19 +220,30 @@ class PushTask(Task):
     goal_shape = "disc"
     has_object = True
 
-    def __init__(self, scene: TabletopScene | None, get_ee_position: Callable[[], np.ndarray] | None,
-                 distance_threshold: float = 0.05, min_goal_distance: float = 0.1, near_weight: float = 0.1,
-                 ) -> None:
+    def __init__(
+        self,
+        scene: TabletopScene | None,
+        get_ee_position: Callable[[], np.ndarray] | None,
+        distance_threshold: float = 0.05,
+        min_goal_distance: float = 0.1,
+        near_weight: float = 0.1,
+    ) -> None:
         super().__init__(scene, get_ee_position, distance_threshold)
         if min_goal_distance <= distance_threshold:
-            raise ValueError(f"`min_goal_distance` must exceed `distance_threshold` ({distance_threshold}), "
-                             f"got {min_goal_distance}")
+            raise ValueError(
+                f"`min_goal_distance` must exceed `distance_threshold` ({distance_threshold}), "
+                f"got {min_goal_distance}"
+            )
         self.min_goal_distance = float(min_goal_distance)
         self.near_weight = float(near_weight)
 
     @classmethod
-    def for_workspace(cls: type[_Push], scene: TabletopScene, get_ee_position: Callable[[], np.ndarray],
-                      workspace: tuple[np.ndarray, np.ndarray]) -> _Push:
+    def for_workspace(
+        cls: type[_Push],
+        scene: TabletopScene,
+        get_ee_position: Callable[[], np.ndarray],
+        workspace: tuple[np.ndarray, np.ndarray],
+    ) -> _Push:
         return cls(scene, get_ee_position)  # cube and goal are drawn over the description's workspace
 
     @classmethod
@@ -237,10 +272,13 @@ class PushTask(Task):
     def get_achieved_goal(self) -> np.ndarray:
         return self.scene.get_base_position("object")
 
-    def reward_terms(self, achieved_goal: np.ndarray, desired_goal: np.ndarray,
-                     ee_position: np.ndarray) -> dict[str, np.ndarray]:
-        return {"reward_dist": -distance(achieved_goal, desired_goal),
-                "reward_near": -self.near_weight * distance(ee_position, achieved_goal)}
+    def reward_terms(
+        self, achieved_goal: np.ndarray, desired_goal: np.ndarray, ee_position: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        return {
+            "reward_dist": -distance(achieved_goal, desired_goal),
+            "reward_near": -self.near_weight * distance(ee_position, achieved_goal),
+        }
 
 
 def _yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:

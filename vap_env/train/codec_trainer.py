@@ -256,9 +256,7 @@ def train_codec(
     if run_dir.resume_from is not None:
         checkpoints.load(run_dir.resume_from)
     start_step = sampler.step
-    run_dir.write_config(
-        accelerator, train=config, frames={"train": len(train), "heldout": len(heldout)}
-    )
+    run_dir.write_config(accelerator, train=config, frames={"train": len(train), "heldout": len(heldout)})
 
     # 3. The loop.
     unwrapped: FrameAutoencoder = accelerator.unwrap_model(model)

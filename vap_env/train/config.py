@@ -111,7 +111,6 @@ class WorldModelTrainConfig:
             raise ValueError(f"`interaction_radius` must be in (0, 1], got {self.interaction_radius}")
 
 
-
 @dataclasses.dataclass
 class CodecTrainConfig:
     """Configuration of :func:`train_codec`.

@@ -88,7 +88,9 @@ def create_accelerator(
 
     if tensorboard:
         require_tensorboard()
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else None
+    handlers = (
+        [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else None
+    )
     return Accelerator(
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=gradient_accumulation_steps,

@@ -332,4 +332,3 @@ class _Window:
         row = {"loss": loss, "lr": lr, "it_per_s": self.steps / self.time}
         self.reset()
         return row
-

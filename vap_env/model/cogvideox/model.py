@@ -315,7 +315,6 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         num_latents = self.num_context_latents + self.num_target_latents
         return rotary_embedding(self.transformer.config, *self.latent_size, num_latents, self.device)
 
-
     @torch.no_grad()
     def generate(
         self,
