@@ -194,3 +194,22 @@ def _plain(text: str) -> str:
     if word[:1].isupper() and word[1:].islower():  # a sentence's capital, not an acronym such as PSNR
         text = text[0].lower() + text[1:]
     return text
+
+
+def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
+    """``--data``, ``--out`` and ``--val-data``: the flags every trainer's command takes, written once."""
+    parser.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        metavar="DIR",
+        help="recorded episodes (from `vap-env collect`); several directories are pooled, e.g. one per task",
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument(
+        "--val-data",
+        nargs="+",
+        metavar="DIR",
+        help="held-out episodes, one or more directories; default: the last episodes of each --data "
+        "directory (10%%, at least one)",
+    )

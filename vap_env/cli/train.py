@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vap_env.cli.arguments import Flag, add_config_flags, config_values
+from vap_env.cli.arguments import Flag, add_config_flags, add_dataset_flags, config_values
 from vap_env.model.config import STAGES, WorldModelConfig
 from vap_env.prompts.kinds import PROMPT_KINDS, prompt_kind
 from vap_env.train.config import LOGGERS, MIXED_PRECISIONS, WorldModelTrainConfig
@@ -99,14 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--data",
-        required=True,
-        nargs="+",
-        metavar="DIR",
-        help="recorded episodes (from `vap-env collect`); several directories are pooled, e.g. one per task",
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_dataset_flags(p)
     p.add_argument(
         "--config",
         default="tiny",
@@ -120,13 +113,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="DIR",
         help="a trained codec (`train_codec` output) to work in its latent space; default: the "
         "--init model's codec, else pixel space",
-    )
-    p.add_argument(
-        "--val-data",
-        nargs="+",
-        metavar="DIR",
-        help="held-out episodes, one or more directories; default: the last 10%% of the episodes of each "
-        "--data directory (at least one)",
     )
     p.add_argument(
         "--resume",

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from vap_env.cli.arguments import Flag, add_config_flags, config_values
+from vap_env.cli.arguments import Flag, add_config_flags, add_dataset_flags, config_values
 from vap_env.train.config import CodecTrainConfig
 
 EPILOG = """\
@@ -49,20 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--data",
-        required=True,
-        nargs="+",
-        metavar="DIR",
-        help="recorded episodes (`vap-env collect`); several directories are pooled, e.g. one per task",
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument(
-        "--val-data",
-        nargs="+",
-        metavar="DIR",
-        help="held-out episodes, one or more directories; default: the last episodes of each --data directory",
-    )
+    add_dataset_flags(p)
     p.add_argument(
         "--val-fraction",
         type=float,
