@@ -16,13 +16,13 @@ from tqdm.auto import tqdm
 
 from vap_env.envs.world_model_env import WorldModelEnv
 from vap_env.evaluate.report import side_by_side, write_video
-from vap_env.model.cogvideox.model import ActionToVideoModel
+from vap_env.model.protocol import WorldModel
 from vap_env.policies import make_policy
 from vap_env.tasks import task_spec
 
 
 def rollout(
-    model_dir: str | Path | ActionToVideoModel,
+    model_dir: str | Path | WorldModel,
     policy_spec: str,
     out_video: str | Path,
     robot: str | None = None,

@@ -29,7 +29,7 @@ from vap_env.evaluate.metrics import mmrv, pearson, spearman
 from vap_env.evaluate.replay import Replay, aggregate_fidelity, fidelity_curves, open_loop_replays
 from vap_env.evaluate.report import write_outputs
 from vap_env.evaluate.segmenter import RobotSegmenter, SegmenterConfig, fit_for_evaluation
-from vap_env.model.cogvideox.model import ActionToVideoModel
+from vap_env.model.protocol import WorldModel
 from vap_env.policies import make_policy
 from vap_env.recording import record_episode
 from vap_env.sim.registration import env_id
@@ -183,7 +183,7 @@ def _load_segmenter(
 
 
 def evaluate(
-    model_dir: str | Path | ActionToVideoModel,
+    model_dir: str | Path | WorldModel,
     robot: str | None = EvaluateConfig.robot,
     task: str = EvaluateConfig.task,
     policies: list[str] | tuple[str, ...] = EvaluateConfig.policies,
@@ -244,7 +244,7 @@ def evaluate(
         raise ValueError("`policies` must name at least one policy spec")
     start, out_dir = time.perf_counter(), Path(out_dir)
     model = load_world_model(model_dir, device)
-    run = _Run(model=model, robot=robot or model.config.robot, task=task, camera=camera,
+    run = _Run(model=model, robot=robot or model.spec.robot, task=task, camera=camera,
                max_steps=max_steps or task_spec(task).max_episode_steps, seeds=[seed + k for k in range(episodes)],
                num_inference_steps=num_inference_steps, device=device, batch_size=batch_size,
                progress=progress)  # fmt: skip
@@ -277,9 +277,9 @@ def evaluate(
         "robot_st_iou_on_sim_frames": fidelity["segmenter"].get("robot_st_iou"),
         "object_st_iou_on_sim_frames": fidelity["segmenter"].get("object_st_iou"),
     }
-    c = model.config
+    c = model.spec
     report["config"] = {
-        "model": "<in-memory model>" if isinstance(model_dir, torch.nn.Module) else str(model_dir),
+        "model": str(model_dir) if isinstance(model_dir, str | Path) else "<in-memory model>",
         "robot": run.robot, "task": task, "policies": list(policies), "episodes": episodes,
         "horizon": horizon, "max_steps": run.max_steps, "seed": seed, "seeds": run.seeds,
         "image_size": run.image_size, "camera": camera, "device": str(model.device), "prompt": c.prompt,
@@ -296,7 +296,7 @@ def evaluate(
 class _Run:
     """What every stage of one evaluation shares."""
 
-    model: ActionToVideoModel
+    model: WorldModel
     robot: str
     task: str
     camera: str
@@ -309,7 +309,7 @@ class _Run:
 
     @property
     def image_size(self) -> int:
-        return int(self.model.config.image_size[0])
+        return int(self.model.spec.image_size[0])
 
     def world_kwargs(self) -> dict[str, Any]:
         """Arguments of the world-model envs: starts from the simulator's first frame of each seed."""
