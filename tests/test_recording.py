@@ -97,6 +97,13 @@ def test_info_and_robots_commands(recorded, capsys):
     assert main(["info", str(recorded)]) == 0
     out = capsys.readouterr().out
     assert "episodes" in out and "32x32" in out and "panda / push" in out
+    # the cube's size in pixels, from its masks: at 32x32 with the default camera about 2 px a side
+    size = EpisodeDataset(recorded).summary()["object_px"]
+    masks = np.concatenate([e.object_mask for e in EpisodeDataset(recorded)])
+    visible = masks.sum(axis=(1, 2))
+    assert size["median"] == pytest.approx(np.median(np.sqrt(visible[visible > 0])))
+    assert 1.0 < size["p10"] <= size["median"] <= size["p90"] < 4.0
+    assert f"object size    {size['median']:.1f} px a side" in out
     assert main(["robots"]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}

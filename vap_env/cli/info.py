@@ -34,4 +34,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"success rate   {summary['success_rate']:.1%}")
     print(f"image size     {h}x{w}")
     print(f"policies       {', '.join(summary['policies'])}")
+    px = summary["object_px"]
+    if px is not None:  # a small world model sees contact only if the object covers a few latent cells
+        print(f"object size    {px['median']:.1f} px a side (10-90%: {px['p10']:.1f}-{px['p90']:.1f})")
     return 0
