@@ -12,9 +12,18 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 
-from vap_env.policies import PolicyError, SB3Policy, as_policy, is_batch_policy
+from vap_env.policies import (
+    CheckedBatchPolicy,
+    PolicyError,
+    SB3Policy,
+    as_batch_policy,
+    as_policy,
+    is_batch_policy,
+)
 from vap_env.policies.sb3 import read_algorithm
 from vap_env.sim.env import SimEnv
+
+ACTIONS = spaces.Box(-1.0, 1.0, (4,), np.float32)
 
 
 def tiny() -> dict:
@@ -81,8 +90,8 @@ def test_explicit_algo_and_stochastic_actions_replay(state_env, ppo_zip, ppo):
 
 
 def test_batched_act_equals_per_row_act(state_env, ppo_zip):
-    policy = as_policy(f"sb3:{ppo_zip}", state_env)
-    assert is_batch_policy(policy)
+    policy = as_batch_policy(f"sb3:{ppo_zip}", state_env, num_envs=5)  # one model for the batch, not five
+    assert is_batch_policy(policy) and isinstance(policy, CheckedBatchPolicy)
     rows = observations(state_env, range(5))
     policy.reset_batch(list(range(5)))
     batch = policy.act_batch(np.stack(rows))
@@ -91,6 +100,12 @@ def test_batched_act_equals_per_row_act(state_env, ppo_zip):
     np.testing.assert_allclose(batch, np.stack([policy.act(obs) for obs in rows]), rtol=0, atol=1e-6)
     with pytest.raises(PolicyError, match=r"shape \(3, 4\), expected \(5, 4\)"):
         policy.act_batch(np.stack(rows[:3]))
+    sampling = as_policy(f"sb3:{ppo_zip},deterministic=false", state_env)
+    runs = []
+    for _ in range(2):
+        sampling.reset_batch([3, 4, 5, 6, 7])
+        runs.append(sampling.act_batch(np.stack(rows)))
+    np.testing.assert_array_equal(runs[0], runs[1])  # the batch's seeds replay its draws
 
 
 def test_state_model_in_both_env_gets_the_state(both_env, ppo_zip, ppo):
@@ -119,6 +134,26 @@ def test_image_models_get_hwc_images(both_env, tmp_path):
         expected = np.stack([model.predict(part(o), deterministic=True)[0] for o in rows])
         np.testing.assert_allclose(np.stack([policy.act(o) for o in rows]), expected, atol=1e-6)
         np.testing.assert_allclose(policy.act_batch(batch), expected, atol=1e-6)
+    image_only = SimpleNamespace(observation_space=both_env.observation_space["image"], action_space=ACTIONS)
+    policy = as_policy(f"sb3:{tmp_path / 'cnn.zip'}", image_only)
+    np.testing.assert_allclose(
+        policy.act(rows[0]["image"]), cnn.predict(rows[0]["image"], deterministic=True)[0], atol=1e-6
+    )
+    smaller = SimpleNamespace(
+        observation_space=spaces.Box(0, 255, (32, 32, 3), np.uint8), action_space=ACTIONS
+    )
+    with pytest.raises(
+        PolicyError,
+        match=r"observes Box\(0, 255, \(3, 36, 36\), uint8\), but the env's "
+        r"observations are Box\(0, 255, \(32, 32, 3\), uint8\)",
+    ):
+        as_policy(f"sb3:{tmp_path / 'cnn.zip'}", smaller)
+    with pytest.raises(
+        PolicyError,
+        match=r"observes Dict\(image: Box\(0, 255, \(3, 36, 36\), uint8\), state: "
+        r"Box\(\(14,\), float32\)\), but the env's observations are Box\(0, 255, \(36, 36, 3\)",
+    ):
+        as_policy(f"sb3:{tmp_path / 'multi.zip'}", image_only)
 
 
 def test_observation_mismatch_names_both_spaces(state_env, ppo_zip, tmp_path):

@@ -268,9 +268,12 @@ def _import(where: str, spec: str) -> Any:
         raise PolicyError(
             spec, f"no such file {where!r}: give the path of a .py file or an importable module"
         )
-    # a module name of its own per file, registered so that pickling and dataclasses inside it work
+    # a module name of its own per file, registered so that pickling and dataclasses inside it work; a file
+    # runs once per process, as an imported module does (N policies of one spec share its classes)
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
     module_name = f"_vap_env_policy_{path.stem}_{digest}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     if loader_spec is None or loader_spec.loader is None:
         raise PolicyError(spec, f"cannot import {where!r} as Python code")
