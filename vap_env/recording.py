@@ -99,7 +99,7 @@ def collect(
     import gymnasium as gym
 
     from vap_env.data import EpisodeDataset
-    from vap_env.policies import make_policy
+    from vap_env.policies import as_policy
     from vap_env.sim.registration import arm_robots, env_id
     from vap_env.tasks import task_spec
 
@@ -128,7 +128,7 @@ def collect(
         )
         done_seeds = writer.recorded_seeds()
         todo = [seed + i for i in range(episodes) if seed + i not in done_seeds]
-        policy = make_policy(policy_spec, env)
+        policy = as_policy(policy_spec, env)
         start = time.perf_counter()
         bar = tqdm(todo, desc=f"collect {robot}/{task}", unit="ep", disable=not progress)
         for s in bar:

@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--policy",
         default="scripted:noise=0.2",
-        help="policy spec: scripted[:noise=X,hesitation=Y] or random; default: scripted:noise=0.2",
+        help="policy spec: scripted[:noise=X,hesitation=Y], random, sb3:PATH.zip[,algo=PPO,deterministic=false] "
+        "(trusted checkpoints only) or py:MODULE_OR_FILE.py:NAME[,KEY=VALUE]; default: scripted:noise=0.2",
     )
     p.add_argument("--image-size", type=int, default=64, help="square frame size in pixels; default: 64")
     p.add_argument(

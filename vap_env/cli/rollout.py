@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--policy",
         default="scripted:noise=0",
         metavar="SPEC",
-        help="policy spec: scripted[:noise=X,hesitation=Y,seed=Z] or random; default: scripted:noise=0",
+        help="policy spec: scripted[:noise=X,hesitation=Y,seed=Z], random, sb3:PATH.zip[,algo=PPO,deterministic=false] "
+        "(trusted checkpoints only) or py:MODULE_OR_FILE.py:NAME[,KEY=VALUE]; default: scripted:noise=0",
     )
     p.add_argument("--out", required=True, metavar="FILE.mp4", help="the video to write")
     p.add_argument(

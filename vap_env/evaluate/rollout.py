@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from vap_env.envs.world_model_env import WorldModelEnv
 from vap_env.evaluate.report import side_by_side, write_video
 from vap_env.model.protocol import WorldModel
-from vap_env.policies import make_policy
+from vap_env.policies import as_policy
 from vap_env.tasks import task_spec
 
 
@@ -40,7 +40,7 @@ def rollout(
 
     Args:
         model_dir: A ``save_pretrained`` directory (or a ``vap-env train`` output), ``"default"``, or a model.
-        policy_spec: The policy (``vap_env.policies.make_policy``), reseeded with ``seed``.
+        policy_spec: The policy (``vap_env.policies.as_policy``), reseeded with ``seed``.
         out_video: The ``.mp4`` to write.
         robot: Checked against the model's robot (``None``: the model's).
         task: ``"push"`` or ``"reach"``.
@@ -69,7 +69,7 @@ def rollout(
         render_view="both",
     )
     try:
-        policy = make_policy(policy_spec, env)
+        policy = as_policy(policy_spec, env)
         obs, info = env.reset(seed=seed)
         policy.reset(seed=seed)
         frames = [_panel(env.render())]

@@ -1,9 +1,13 @@
 """Build a policy from a short text spec, for command lines and evaluation sweeps.
 
 Specs are ``KIND`` or ``KIND:ARGS``: ``random``, ``random:seed=3``, ``scripted`` (the env task's expert,
-from its :class:`~vap_env.tasks.TaskSpec`), ``scripted:noise=0.2,hesitation=0.1,seed=0``. New kinds register
-a builder in ``POLICY_BUILDERS`` (a function ``(args: str, env) -> Policy``; ``args`` is the text after the
-colon, ``""`` if none).
+from its :class:`~vap_env.tasks.TaskSpec`), ``scripted:noise=0.2,hesitation=0.1,seed=0``, and a person's own
+policies: ``sb3:PATH.zip[,algo=PPO,deterministic=false]`` (a stable-baselines3 checkpoint,
+:mod:`vap_env.policies.sb3`) and ``py:MODULE:NAME`` or ``py:FILE.py:NAME[,KEY=VALUE...]`` (Python code,
+:mod:`vap_env.policies.sources`). New kinds register a builder in ``POLICY_BUILDERS`` (a function
+``(args: str, env) -> Policy``; ``args`` is the text after the colon, ``""`` if none).
+:func:`~vap_env.policies.sources.as_policy` takes a spec (with an optional ``NAME=``) or a Python object and
+checks the policy's actions; ``make_policy`` builds from a bare spec and checks nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import gymnasium as gym
 from vap_env.envs.interface import EnvInterface
 from vap_env.policies.base import Policy
 from vap_env.policies.random_policy import RandomPolicy
+from vap_env.policies.sb3 import load_sb3
+from vap_env.policies.sources import load_python
 from vap_env.tasks import TASKS
 
 
@@ -34,6 +40,14 @@ def parse_kwargs(args: str, allowed: dict[str, type]) -> dict:
     return out
 
 
+def boolean(text: str) -> bool:
+    """``"true"``/``"false"`` (also ``1``/``0``, ``yes``/``no``, any case) as a ``bool``, for :func:`parse_kwargs`."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise ValueError(f"{text!r} is not true or false")
+    return value
+
+
 def _random(args: str, env: gym.Env) -> Policy:
     return RandomPolicy(env.action_space, **parse_kwargs(args, {"seed": int}))
 
@@ -49,7 +63,12 @@ def _scripted(args: str, env: gym.Env) -> Policy:
     return expert(env, **kwargs)
 
 
-POLICY_BUILDERS: dict[str, Callable[[str, gym.Env], Policy]] = {"random": _random, "scripted": _scripted}
+POLICY_BUILDERS: dict[str, Callable[[str, gym.Env], Policy]] = {
+    "random": _random,
+    "scripted": _scripted,
+    "sb3": load_sb3,
+    "py": load_python,
+}
 
 
 def make_policy(spec: str, env: gym.Env) -> Policy:
@@ -61,6 +80,7 @@ def make_policy(spec: str, env: gym.Env) -> Policy:
 
     Raises:
         ValueError: unknown kind (the message lists the valid ones) or bad arguments.
+        PolicyError: an ``sb3:`` or ``py:`` source that cannot be loaded (a ``ValueError`` too).
     """
     kind, _, args = spec.partition(":")
     kind = kind.strip()
