@@ -134,3 +134,44 @@ def test_push_expert_on_other_arms(robot):
     rate = success_rate(env, ScriptedPushPolicy(env), episodes=30)
     env.close()
     assert rate >= 0.6, rate
+
+
+def _push_outcomes(env: gym.Env, spec: str, seeds: range) -> tuple[np.ndarray, np.ndarray]:
+    """(success, cube displacement in m) per seeded episode of ``spec``."""
+    policy = make_policy(spec, env)
+    success, moved = [], []
+    for seed in seeds:
+        obs, info = env.reset(seed=seed)
+        policy.reset(seed=seed)
+        start = info["object_pose"][:2].copy()
+        terminated = truncated = False
+        while not (terminated or truncated):
+            obs, _, terminated, truncated, info = env.step(policy.act(obs))
+        success.append(bool(info["is_success"]))
+        moved.append(float(np.linalg.norm(info["object_pose"][:2] - start)))
+    return np.array(success), np.array(moved)
+
+
+def test_push_variants_touch_the_cube_without_succeeding(panda_push):
+    """The contact a world model must not score as success: a clean push the wrong way, a pass above the cube,
+    a push that stops early (measured on seeds 1000-1005: the expert succeeds on all and moves the cube 6-26 cm)."""
+    seeds = range(1000, 1006)
+    expert_success, expert_moved = _push_outcomes(panda_push, "scripted", seeds)
+    assert expert_success.all()
+    away_success, away_moved = _push_outcomes(panda_push, "scripted:aim=180", seeds)
+    assert not away_success.any() and (away_moved > 0.05).all()  # contact: the cube goes 5+ cm, the wrong way
+    over_success, over_moved = _push_outcomes(panda_push, "scripted:hover=0.08", seeds)
+    assert not over_success.any() and (over_moved < 0.005).all()  # the fingers pass over the cube
+    _, stalled_moved = _push_outcomes(panda_push, "scripted:stall_after=2", seeds)
+    assert (stalled_moved < expert_moved).all() and (stalled_moved > 0.0).any()  # a partial push
+
+
+def test_push_variant_arguments_are_the_push_experts_own(panda_push):
+    with pytest.raises(ValueError, match="KEY one of: noise, hesitation, seed, aim, hover, stall_after"):
+        make_policy("scripted:angle=3", panda_push)
+    reach = gym.make(env_id("panda", "reach"), obs_mode="state")
+    with pytest.raises(ValueError, match="KEY one of: noise, hesitation, seed$"):
+        make_policy("scripted:aim=90", reach)
+    reach.close()
+    with pytest.raises(ValueError, match="`hover` and `stall_after` must be >= 0"):
+        make_policy("scripted:hover=-0.1", panda_push)

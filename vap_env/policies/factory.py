@@ -53,14 +53,14 @@ def _random(args: str, env: gym.Env) -> Policy:
 
 
 def _scripted(args: str, env: gym.Env) -> Policy:
-    kwargs = parse_kwargs(args, {"noise": float, "hesitation": float, "seed": int})
     task = EnvInterface.of(env).task_name
     spec = TASKS.get(task) if isinstance(task, str) else None
     expert = spec.expert_class() if spec is not None else None
     if expert is None:  # the expert is the task spec's
         with_experts = ", ".join(name for name, other in TASKS.items() if other.expert is not None)
         raise ValueError(f"no scripted expert for task {task!r}; experts exist for: {with_experts}")
-    return expert(env, **kwargs)
+    allowed = getattr(expert, "SPEC_ARGS", {"noise": float, "hesitation": float, "seed": int})
+    return expert(env, **parse_kwargs(args, allowed))
 
 
 POLICY_BUILDERS: dict[str, Callable[[str, gym.Env], Policy]] = {

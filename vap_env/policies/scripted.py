@@ -7,6 +7,11 @@ family of policies, which is what policy evaluation needs:
 - ``noise``: standard deviation of Gaussian noise added to every action entry (actions are in [-1, 1]);
 - ``hesitation``: probability that a step is a no-op (no motion, gripper command unchanged).
 
+The push expert has three more, which make contact that does *not* succeed (what a world model must not
+score as success): ``aim`` (push the cube cleanly, but towards a goal turned by this many degrees about the
+cube), ``hover`` (push this high above pushing height: the fingers pass over the cube) and ``stall_after``
+(stop after this many pushing steps: a partial push).
+
 Both are drawn from the policy's own seeded generator, so a (policy seed, env seed) pair replays exactly.
 The experts read ``env.unwrapped.interface`` (:class:`~vap_env.envs.interface.EnvInterface`, the same in
 the simulator and in imagination): ``state_layout``, ``workspace`` (low, high) of the commanded TCP,
@@ -25,6 +30,9 @@ from vap_env.envs.interface import EnvInterface
 
 class _ScriptedPolicy:
     """Shared parts: reading the state, the skill knob, and turning a TCP target into an action."""
+
+    SPEC_ARGS: dict[str, type] = {"noise": float, "hesitation": float, "seed": int}
+    """The keyword arguments a ``scripted:KEY=VALUE,...`` spec may set, with their types."""
 
     def __init__(
         self, env: gym.Env, noise: float = 0.0, hesitation: float = 0.0, seed: int | None = None
@@ -111,7 +119,14 @@ class ScriptedPushPolicy(_ScriptedPolicy):
         cube_size: Edge of the cube (m).
         standoff: Distance of the approach point behind the cube's centre (m).
         off_line: Lateral TCP distance from the push line that triggers a re-approach (m).
+        aim: Degrees by which the pushed-to point is turned about the cube's first position, away from the
+            goal (0: the goal itself; 180: straight away from it). The push is as clean as the expert's.
+        hover: Height (m) above pushing height at which the fingers push: above about 0.05 they pass over
+            the cube without touching it.
+        stall_after: Pushing steps after which the expert stops moving for the rest of the episode (0: never).
     """
+
+    SPEC_ARGS = {**_ScriptedPolicy.SPEC_ARGS, "aim": float, "hover": float, "stall_after": int}
 
     def __init__(
         self,
@@ -122,23 +137,40 @@ class ScriptedPushPolicy(_ScriptedPolicy):
         cube_size: float = 0.05,
         standoff: float = 0.065,
         off_line: float = 0.02,
+        aim: float = 0.0,
+        hover: float = 0.0,
+        stall_after: int = 0,
     ) -> None:
         super().__init__(env, noise, hesitation, seed)
         if "object_position" not in self.layout:
             raise ValueError("ScriptedPushPolicy needs a push env: its state has no `object_position`")
+        if hover < 0 or stall_after < 0:
+            raise ValueError(f"`hover` and `stall_after` must be >= 0, got {hover} and {stall_after}")
         self.half = cube_size / 2
         self.standoff, self.off_line = float(standoff), float(off_line)
-        self.z_push = float(self.workspace_low[2])
-        self.z_safe = self.z_push + cube_size + 0.03  # finger tips 3 cm above the cube's top
-        self.phase = "approach"
+        self.aim, self.stall_after = np.deg2rad(float(aim)), int(stall_after)
+        self.z_push = float(self.workspace_low[2]) + float(hover)
+        self.z_safe = max(self.z_push, float(self.workspace_low[2]) + cube_size + 0.03)  # 3 cm above the top
+        self.reset()
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
-        self.phase = "approach"
+        self.phase, self.pushed, self.target = "approach", 0, None
 
     def act(self, obs: Any) -> np.ndarray:
         tcp, goal = self.read(obs, "ee_position"), self.read(obs, "goal")
         cube = self.read(obs, "object_position")
+        if self.aim:  # push to the goal turned about the cube's first position (aim 0: the goal, exactly)
+            if self.target is None:
+                c, s = np.cos(self.aim), np.sin(self.aim)
+                offset = goal[:2] - cube[:2]
+                self.target = goal.copy()
+                self.target[:2] = cube[:2] + np.array(
+                    [c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]]
+                )
+            goal = self.target
+        if self.stall_after and self.pushed >= self.stall_after:
+            return self.finish(np.zeros(3), -1.0)
         to_goal = goal[:2] - cube[:2]
         u = to_goal / max(np.linalg.norm(to_goal), 1e-6)
         rel = tcp[:2] - cube[:2]
@@ -152,6 +184,7 @@ class ScriptedPushPolicy(_ScriptedPolicy):
             self.phase = "descend"
         if self.phase == "descend" and tcp[2] < self.z_push + 0.01:
             self.phase = "push"
+        self.pushed += self.phase == "push"
         return self.finish(self._motion(tcp, cube, goal, u, behind), -1.0)
 
     def _motion(
