@@ -155,8 +155,8 @@ def check_policies(sources: Mapping[str, PolicySource], env: gym.Env) -> dict[st
 
 
 def error_message(error: BaseException) -> str:
-    """``"TypeError: ..."``; a :class:`PolicyError`'s message already names its policy."""
-    return str(error) if isinstance(error, PolicyError) else f"{type(error).__name__}: {error}"
+    """``"TypeError: ..."``; a ``ValueError`` (a bad argument) or :class:`PolicyError` by its message alone."""
+    return str(error) if isinstance(error, ValueError | PolicyError) else f"{type(error).__name__}: {error}"
 
 
 # ------------------------------------------------------------------------------------------- simulator
