@@ -31,7 +31,11 @@ def test_the_section_lists_exactly_the_disagreeing_seeds() -> None:
     assert [r["seed"] for r in picked["success_disagreements"]] == [11, 12]
     # |gaps|: 0, 0.06, 0.16, 0.01, 0.26
     assert [r["seed"] for r in picked["largest_distance_gaps"]] == [14, 12, 11]
-    assert video_seeds(picked, limit=3) == [12, 11, 14] and video_seeds(picked, limit=1) == [12]
+    assert video_seeds({"p": picked}, limit=3) == {"p": [12, 11, 14]}
+    # over policies: success disagreements of any policy before distance gaps
+    other = pick_episodes(episode_rows(SIM, SIM))  # no disagreement, gaps 0
+    assert video_seeds({"q": other, "p": picked}, limit=2) == {"p": [12, 11]}
+    assert video_seeds({"p": picked, "q": other}, limit=4) == {"p": [12, 11, 14], "q": [10]}
     section = disagreement_section(
         {"p": SIM}, {"p": IMAGINED}, {"p": {12: {"video": "v.mp4", "reproduced": True}}}
     )
@@ -67,10 +71,10 @@ def test_the_markdown_explains_and_tabulates_the_disagreement() -> None:
 def test_a_video_per_shown_episode(tiny_model_dir: Path, tmp_path: Path) -> None:
     report = runner.evaluate(tiny_model_dir, robot="panda", task="reach", policies=["random", "scripted"],
                              episodes=2, horizon=2, max_steps=3, progress=False, out_dir=tmp_path,
-                             videos_per_policy=0, disagreement_videos=2, segmenter_config=_quick())  # fmt: skip
+                             videos_per_policy=0, disagreement_videos=4, segmenter_config=_quick())  # fmt: skip
     d = report["disagreement"]
     shown = [r for p in d["policies"].values() for rows in p.values() for r in rows if r["video"]]
-    # both episodes of each policy are among the top-3 distance gaps, so each gets a video
+    # both episodes of each policy are among its top-3 distance gaps: 4 videos, one per episode
     assert (
         len({r["video"] for r in shown})
         == 4

@@ -50,9 +50,9 @@ class EvaluateConfig:
         num_inference_steps: Denoising steps per generated frame; by default (``None``) the model's.
         videos_per_policy: Side-by-side replay videos (simulator | imagined | prompt) written per policy.
         batch_size: Episodes imagined together.
-        disagreement_videos: Closed-loop side-by-side videos (simulator | imagined) per policy of the
-            episodes where the two worlds disagree most, on success first, then on the final distance to the
-            goal; their imagined episodes are re-run with frame capture (0: none).
+        disagreement_videos: Closed-loop side-by-side videos (simulator | imagined) of the episodes where
+            the two worlds disagree most, over all policies: on success first, then on the final distance to
+            the goal; their imagined episodes are re-run with frame capture (0: none).
     """
 
     robot: str | None = None

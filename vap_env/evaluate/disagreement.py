@@ -4,9 +4,10 @@ A ranking correlation over a handful of policies hides *how* the worlds differ. 
 the two success rates beside their 95% Wilson intervals and the interval of their difference, the mean final
 distance of the achieved goal to the goal and (with an object) the cube's displacement in both worlds, and
 picks the episodes to look at: every episode whose success the worlds disagree on, and the ``top`` episodes
-with the largest final-distance gap. Those get a side-by-side video (simulator | imagined, closed loop, same
-seed and policy); rather than keeping every imagined frame in memory, the chosen imagined episodes are run
-again with frame capture, and the re-run is checked to reproduce the recorded outcome.
+with the largest final-distance gap. The worst few of them over all policies get a side-by-side video
+(simulator | imagined, closed loop, same seed and policy); rather than keeping every imagined frame in
+memory, the chosen imagined episodes are run again with frame capture, and the re-run is checked to
+reproduce the recorded outcome (the simulator's frames are the recorded episode's, kept for the replays).
 """
 
 from __future__ import annotations
@@ -78,16 +79,30 @@ def pick_episodes(rows: Sequence[dict[str, Any]], top: int = TOP_DISTANCE_GAPS) 
     return {"success_disagreements": disagree, "largest_distance_gaps": by_gap}
 
 
-def video_seeds(picked: dict[str, list[dict]], limit: int) -> list[int]:
-    """Seeds of the picked episodes that get a video, at most ``limit``: success disagreements first,
-    then the largest distance gaps, each by absolute distance gap."""
-    ranked = sorted(picked["success_disagreements"], key=lambda r: -abs(r["distance_gap"]))
-    ranked += picked["largest_distance_gaps"]
-    seeds: list[int] = []
-    for row in ranked:
-        if row["seed"] not in seeds:
-            seeds.append(row["seed"])
-    return seeds[: max(limit, 0)]
+def video_seeds(picked: dict[str, dict[str, list[dict]]], limit: int) -> dict[str, list[int]]:
+    """The picked episodes that get a video, at most ``limit`` over every policy: success disagreements
+    first, then the largest distance gaps, each by absolute distance gap.
+
+    Args:
+        picked: ``name -> pick_episodes(...)`` of each policy.
+        limit: Videos in all (each costs a re-run of its imagined episode).
+
+    Returns:
+        ``name -> seeds`` (policies without a video left out).
+    """
+    ranked = [
+        (tier, -abs(row["distance_gap"]), name, row["seed"])
+        for name, rows in picked.items()
+        for tier, key in enumerate(("success_disagreements", "largest_distance_gaps"))
+        for row in rows[key]
+    ]
+    chosen: dict[str, list[int]] = {}
+    for _, _, name, seed in sorted(ranked, key=lambda r: r[:2]):  # stable: policy order breaks ties
+        if sum(map(len, chosen.values())) >= limit:
+            break
+        if seed not in chosen.get(name, []):
+            chosen.setdefault(name, []).append(seed)
+    return chosen
 
 
 def write_disagreement_videos(

@@ -36,6 +36,7 @@ from vap_env.evaluate.disagreement import (
     video_seeds,
     write_disagreement_videos,
 )
+from vap_env.evaluate.markdown import WORLDS
 from vap_env.evaluate.policy_runs import (
     PolicyResult,
     PolicySource,
@@ -108,8 +109,9 @@ def evaluate(
         segmenter_config: How to fit it when ``segmenter`` is ``None``.
         videos_per_policy: Side-by-side open-loop replay videos written per policy.
         batch_size: Episodes imagined together.
-        disagreement_videos: Closed-loop videos (simulator | imagined) per policy of the episodes where the
-            worlds disagree most (success first, then final distance); their imagined episodes are re-run.
+        disagreement_videos: Closed-loop videos (simulator | imagined) of the episodes where the worlds
+            disagree most, over all policies (success first, then final distance); their imagined episodes
+            are re-run (each costs about one imagined episode).
 
     Returns:
         The report, also written to ``out_dir/report.json`` (NaN, e.g. a correlation of constant rates, as
@@ -346,7 +348,7 @@ def _evaluate_policies(
         except Exception as error:  # noqa: BLE001 - one policy's failure must not lose the others
             message = error_message(error)
             out.status[name] = {"status": "failed", "failed_in": stage, "error": message}
-            logger.warning("policy %r failed in the %s: %s", name, stage, message)
+            logger.warning("policy %r failed in the %s: %s", name, WORLDS[stage], message)
             continue
         out.sim[name], out.imagined[name], out.episodes[name] = sim, imagined, recorded
         out.status[name] = {"status": "ok"}
@@ -354,12 +356,13 @@ def _evaluate_policies(
 
 
 def _disagreement_videos(
-    run: _Run, sources: Mapping[str, PolicySource], outcome: _Outcome, out_dir: Path, per_policy: int
+    run: _Run, sources: Mapping[str, PolicySource], outcome: _Outcome, out_dir: Path, limit: int
 ) -> dict[str, dict[int, dict[str, Any]]]:
-    """Closed-loop videos of each finished policy's most disagreeing episodes: ``name -> seed -> info``."""
+    """Closed-loop videos of the ``limit`` most disagreeing episodes: ``name -> seed -> info``."""
+    picked = {name: pick_episodes(episode_rows(outcome.sim[name], i)) for name, i in outcome.imagined.items()}
     videos = {}
-    for name, imagined in outcome.imagined.items():
-        seeds = video_seeds(pick_episodes(episode_rows(outcome.sim[name], imagined)), per_policy)
+    for name, seeds in video_seeds(picked, limit).items():
+        imagined = outcome.imagined[name]
         by_seed = {e.seed: e for e in outcome.episodes[name]}
         videos[name] = write_disagreement_videos(out_dir, name, sources[name], seeds, imagined, by_seed,
                                                  run.vector_env, run.max_steps,
