@@ -10,6 +10,7 @@ import pytest
 from vap_env.evaluate.metrics import (
     PSNR_CAP,
     capped_psnr,
+    difference_interval,
     frame_iou,
     horizon_mean,
     mmrv,
@@ -18,6 +19,7 @@ from vap_env.evaluate.metrics import (
     spearman,
     st_iou,
     st_iou_curve,
+    wilson_interval,
 )
 
 
@@ -124,3 +126,43 @@ def test_capped_psnr() -> None:
     b = a.copy()
     b[1] = 255  # every pixel off by the full range -> MSE = 255^2 -> 0 dB
     np.testing.assert_allclose(capped_psnr(a, b), [PSNR_CAP, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "expected"),
+    [
+        # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Table I, method 3
+        (81, 263, (0.2553, 0.3662)),
+        (15, 148, (0.0624, 0.1605)),
+        (0, 20, (0.0, 0.1611)),  # the upper bound is z^2 / (n + z^2) = 3.8415 / 23.8415
+        (1, 29, (0.0061, 0.1718)),
+        (29, 29, (0.8830, 1.0)),
+        (5, 10, (0.2366, 0.7634)),  # symmetric around 1/2
+    ],
+)
+def test_wilson_interval_matches_newcombe(successes: int, n: int, expected: tuple[float, float]) -> None:
+    assert wilson_interval(successes, n) == pytest.approx(expected, abs=1e-4)
+
+
+def test_wilson_interval_edges() -> None:
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    with pytest.raises(ValueError, match="0..n"):
+        wilson_interval(11, 10)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        # Newcombe (1998), "Interval estimation for the difference between independent proportions", method 10
+        ((56, 70), (48, 80), (0.0524, 0.3339)),
+        ((9, 10), (3, 10), (0.1705, 0.8090)),
+        ((6, 7), (2, 7), (0.0582, 0.8062)),
+        ((5, 56), (0, 29), (-0.0381, 0.1926)),
+    ],
+)
+def test_difference_interval_matches_newcombe(
+    a: tuple[int, int], b: tuple[int, int], expected: tuple[float, float]
+) -> None:
+    assert difference_interval(*a, *b) == pytest.approx(expected, abs=1e-4)

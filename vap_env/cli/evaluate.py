@@ -27,14 +27,27 @@ from its first frame and never sees another simulator frame) and compared with t
 1..HORIZON: PSNR, SSIM, and the ST-IoU of robot masks (a segmenter fitted on simulator frames, its held-out
 IoU reported) and of cube masks (red-colour detector), beside the repeat-the-first-frame baseline.
 
+Disagreement: per policy the 95% interval of each success rate and of their difference, the mean final
+distance to the goal (and the cube's displacement) in both worlds, the episodes where the worlds disagree on
+success and the ones with the largest final-distance gaps, with closed-loop videos (simulator | imagined) of
+the worst of them.
+
+Policies: `--policies "mine=sb3:ppo_reach.zip;scripted;random"` (`;` between policies, NAME=SPEC names one in
+the report). Every policy is built once before any episode runs, so a bad spec or a missing file fails at
+once. SB3 checkpoints (sb3:FILE.zip) are unpickled, which can run arbitrary code: load only trusted ones.
+
 OUT gets report.json, report.md, success_scatter.png, fidelity_vs_horizon.png, videos/ (simulator |
-imagined | prompt) and segmenter/ (reuse it with --segmenter)."""
+imagined | prompt; disagreement/: simulator | imagined) and segmenter/ (reuse it with --segmenter).
+
+Exit status: 0; 1 when some policy failed (the others are reported); 2 on a bad argument (nothing ran); 130
+when interrupted (Ctrl-C: the policies finished so far are reported)."""
 
 EPILOG = """\
 examples:
   vap-env evaluate --out eval/default                      # the shipped model, 5 policies x 10 episodes
   vap-env evaluate --model runs/wm --robot panda --task push --episodes 10 --horizon 16 --out eval/wm
   vap-env evaluate --model runs/wm --policies scripted:noise=0,random --episodes 20 --out eval/two
+  vap-env evaluate --task reach --policies "mine=sb3:ppo_reach.zip;scripted;random" --out eval/mine
   vap-env evaluate --model runs/wm --out eval/again --segmenter eval/wm/segmenter
 """
 
@@ -45,16 +58,20 @@ WORLD_FLAGS = ("robot", "task", "seed", "camera", Flag("num_inference_steps", fl
 def split_policies(text: str) -> list[str]:
     """``"scripted:noise=0.3,hesitation=0.1,random"`` -> ``["scripted:noise=0.3,hesitation=0.1", "random"]``.
 
-    Specs are separated by ``;``, or by ``,`` where the next item is not a ``KEY=VALUE`` argument.
+    Specs are separated by ``;``, or by ``,`` where the next item is not a ``KEY=VALUE`` argument. An item
+    may be named, ``NAME=SPEC`` (``mine=sb3:ppo.zip``, ``rand=random``); after a ``,`` a ``KEY=VALUE``
+    without ``:`` continues the spec before, so separate a named policy by ``;``.
     """
     specs: list[str] = []
-    for part in (p.strip() for chunk in text.split(";") for p in chunk.split(",")):
-        if not part:
-            continue
-        if "=" in part and ":" not in part and specs:
-            specs[-1] += f",{part}"  # an argument of the spec before
-        else:
-            specs.append(part)
+    for chunk in text.split(";"):
+        first = len(specs)  # a `;` always starts a new policy
+        for part in (p.strip() for p in chunk.split(",")):
+            if not part:
+                continue
+            if "=" in part and ":" not in part and len(specs) > first:
+                specs[-1] += f",{part}"  # an argument of the spec before
+            else:
+                specs.append(part)
     return specs
 
 
@@ -66,9 +83,11 @@ EVALUATE_FLAGS = (
     Flag(
         "policies",
         type=_policy_specs,
-        metavar="SPEC[,SPEC...]",
-        note="comma-separated; a KEY=VALUE item continues the spec before it, so "
-        "`scripted:noise=0.3,hesitation=0.1,random` is two policies (`;` also separates)",
+        metavar="[NAME=]SPEC[;...]",
+        help="the policies, `;`-separated (or comma-separated: after a comma a KEY=VALUE item continues the "
+        "spec before it, so `scripted:noise=0.3,hesitation=0.1,random` is two policies); NAME=SPEC names one "
+        "in the report (`mine=sb3:ppo.zip;scripted;random`); at least two for correlations. SB3 zips are "
+        "unpickled, which can run code: load only trusted checkpoints",
         default_text="a graded family of five, " + "; ".join(DEFAULT_POLICIES),
     ),
     "episodes",
@@ -76,6 +95,7 @@ EVALUATE_FLAGS = (
     "max_steps",
     Flag("videos_per_policy", flag="--videos"),
     "batch_size",
+    "disagreement_videos",
 )
 """The other :class:`EvaluateConfig` fields ``vap-env evaluate`` exposes."""
 
@@ -123,7 +143,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler of ``vap-env evaluate``: runs the evaluation, prints a summary; returns the exit code."""
+    """Handler of ``vap-env evaluate``: runs the evaluation, prints a summary; returns the exit code (0; 1:
+    some policy failed; 2: a bad argument, nothing ran; 130: interrupted, the finished policies reported)."""
     from vap_env.evaluate.runner import evaluate
 
     try:
@@ -139,8 +160,19 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:  # OSError: missing or corrupt model / segmenter files
         print(f"vap-env evaluate: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"vap-env evaluate: interrupted; the finished policies are in {args.out}/report.md",
+            file=sys.stderr,
+        )
+        return 130
     print(summary(report, args.out))
-    return 0
+    failed = [name for name, row in report["policies"].items() if row["status"] == "failed"]
+    for name in failed:
+        print(
+            f"vap-env evaluate: policy {name!r} failed: {report['policies'][name]['error']}", file=sys.stderr
+        )
+    return 1 if failed else 0
 
 
 def summary(report: dict, out: str) -> str:
@@ -149,20 +181,22 @@ def summary(report: dict, out: str) -> str:
     def fmt(x: float | None) -> str:
         return "n/a" if x is None or x != x else f"{x:.3f}"
 
-    c, f, b = report["correlation"], report["fidelity"], report["baseline"]
+    c = report["correlation"]
     lines = [f"{'policy':<36} {'sim':>6} {'imagined':>9}"]
-    lines += [
-        f"{spec:<36} {r['sim_success']:>6.2f} {r['imagined_success']:>9.2f}"
-        for spec, r in report["policies"].items()
-    ]
+    for name, r in report["policies"].items():
+        if "sim_success" in r:
+            lines.append(f"{name:<36} {r['sim_success']:>6.2f} {r['imagined_success']:>9.2f}")
+        else:
+            lines.append(f"{name:<36} {r['status']:>16}")
     lines.append(
         f"success rates: Pearson {fmt(c['pearson'])}, Spearman {fmt(c['spearman'])}, MMRV {fmt(c['mmrv'])}"
     )
-    h = len(f["horizons"])
-    lines.append(
-        f"open loop h={h}: PSNR {fmt(f['psnr'][-1])} dB (first frame {fmt(b['psnr'][-1])}), robot ST-IoU "
-        f"{fmt(f['robot_st_iou'][-1])} (first frame {fmt(b['robot_st_iou'][-1])}); segmenter held-out IoU "
-        f"{fmt(report['segmenter']['heldout_iou'])}"
-    )
+    if "fidelity" in report:
+        f, b = report["fidelity"], report["baseline"]
+        lines.append(
+            f"open loop h={len(f['horizons'])}: PSNR {fmt(f['psnr'][-1])} dB (first frame {fmt(b['psnr'][-1])}), "
+            f"robot ST-IoU {fmt(f['robot_st_iou'][-1])} (first frame {fmt(b['robot_st_iou'][-1])}); segmenter "
+            f"held-out IoU {fmt(report['segmenter']['heldout_iou'])}"
+        )
     lines.append(f"report: {out}/report.md ({report['timing_seconds']['total']:.0f} s)")
     return "\n".join(lines)

@@ -34,7 +34,10 @@ class EvaluateConfig:
     Args:
         robot: Robot name, checked against the model's; by default (``None``) the model's.
         task: The task, ``push`` or ``reach``.
-        policies: Policy specs (``vap_env.policies.make_policy``); at least two for correlations.
+        policies: Policy specs (``vap_env.policies.make_policy``; ``sb3:FILE.zip`` unpickles the file: load
+            only trusted checkpoints), each named by its text or ``NAME=SPEC``; at least two for
+            correlations. ``evaluate`` also takes a dict ``name -> source`` (a spec, a policy object, a class
+            or a factory).
         episodes: Episodes per policy and world.
         horizon: Open-loop replay steps ``H`` (fidelity at horizons ``1..H``).
         seed: Reset seed of the first episode: episode ``k`` of every policy starts from the initial state of
@@ -47,6 +50,9 @@ class EvaluateConfig:
         num_inference_steps: Denoising steps per generated frame; by default (``None``) the model's.
         videos_per_policy: Side-by-side replay videos (simulator | imagined | prompt) written per policy.
         batch_size: Episodes imagined together.
+        disagreement_videos: Closed-loop side-by-side videos (simulator | imagined) of the episodes where
+            the two worlds disagree most, over all policies: on success first, then on the final distance to
+            the goal; their imagined episodes are re-run with frame capture (0: none).
     """
 
     robot: str | None = None
@@ -60,6 +66,7 @@ class EvaluateConfig:
     num_inference_steps: int | None = None
     videos_per_policy: int = 2
     batch_size: int = 16
+    disagreement_videos: int = 3
 
     def __post_init__(self) -> None:
         self.policies = tuple(self.policies)
@@ -68,6 +75,14 @@ class EvaluateConfig:
         for name in ("episodes", "horizon", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        for name in ("videos_per_policy", "disagreement_videos"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"`max_steps` must be >= 1 or None, got {self.max_steps}")
+        bad = [p for p in self.policies if not isinstance(p, str) or not p.strip()]
+        if bad:
+            raise ValueError(f"`policies` must be non-empty spec strings, got {bad}")
         for name, allowed in (("task", tuple(TASKS)), ("camera", CAMERA_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, got {getattr(self, name)!r}")

@@ -8,7 +8,9 @@ Image fidelity (PSNR, SSIM) lives in :mod:`vap_env.evaluate.image_metrics`; this
   weigh more), :func:`frame_iou` per frame and :func:`st_iou_curve` over every prefix ``1..t``;
 - :func:`pearson`, :func:`spearman` (average ranks for ties) and :func:`mmrv`, the mean maximum rank
   violation of SIMPLER (Li et al. 2024), to compare imagined with simulated success rates of a policy family;
-- :func:`horizon_mean` / :func:`capped_psnr` to average ragged per-episode curves horizon by horizon.
+- :func:`horizon_mean` / :func:`capped_psnr` to average ragged per-episode curves horizon by horizon;
+- :func:`wilson_interval` of a success rate and :func:`difference_interval` of two rates' difference (how far
+  a rate measured on a few episodes can be from the true one).
 
 Empty masks: when neither the prediction nor the ground truth holds a pixel (``|P | G| = 0``) the IoU is the
 ``empty`` argument, 1.0 by default — predicting nothing where there is nothing is a perfect answer (the cube
@@ -203,9 +205,64 @@ def horizon_mean(curves: Sequence[np.ndarray], horizon: int) -> dict[str, np.nda
     return {"mean": mean, "sem": sem, "count": count}
 
 
+# ------------------------------------------------------------------------------------------- intervals
+Z_95 = 1.959963984540054
+"""The standard normal quantile of 0.975: a two-sided 95% interval."""
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a success rate ``successes / n`` (95% with the default ``z``).
+
+    Unlike the normal-approximation (Wald) interval it stays inside [0, 1] and does not collapse to a point
+    at 0 or n successes, which matters for the few episodes an evaluation runs: 0 of 10 is 0 to 0.28.
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` when ``n`` is 0.
+
+    Raises:
+        ValueError: ``successes`` outside ``0..n``.
+    """
+    if n < 0 or not 0 <= successes <= max(n, 0):
+        raise ValueError(f"`successes` must be in 0..n, got {successes} of {n}")
+    if n == 0:
+        return float("nan"), float("nan")
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    # at 0 or n successes the bound is exactly 0 or 1; the formula leaves a rounding error there
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return float(low), float(high)
+
+
+def difference_interval(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, z: float = Z_95
+) -> tuple[float, float]:
+    """Interval of the difference of two success rates ``a - b``: Newcombe's hybrid score interval.
+
+    Built from the two Wilson intervals (Newcombe 1998, method 10), for independent samples. Episodes of an
+    evaluation are paired (the same seeds in both worlds), which usually correlates the two outcomes
+    positively; ignoring that makes this interval wider than a paired one: conservative.
+
+    Returns:
+        ``(low, high)`` in ``[-1, 1]``; ``(nan, nan)`` when either ``n`` is 0.
+    """
+    low_a, high_a = wilson_interval(successes_a, n_a, z)
+    low_b, high_b = wilson_interval(successes_b, n_b, z)
+    if n_a == 0 or n_b == 0:
+        return float("nan"), float("nan")
+    p_a, p_b = successes_a / n_a, successes_b / n_b
+    d = p_a - p_b
+    low = d - np.sqrt((p_a - low_a) ** 2 + (high_b - p_b) ** 2)
+    high = d + np.sqrt((high_a - p_a) ** 2 + (p_b - low_b) ** 2)
+    return float(max(-1.0, low)), float(min(1.0, high))
+
+
 __all__ = [
     "PSNR_CAP",
+    "Z_95",
     "capped_psnr",
+    "difference_interval",
     "frame_iou",
     "horizon_mean",
     "mmrv",
@@ -214,4 +271,5 @@ __all__ = [
     "spearman",
     "st_iou",
     "st_iou_curve",
+    "wilson_interval",
 ]

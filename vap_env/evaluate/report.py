@@ -19,6 +19,9 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from vap_env.evaluate.markdown import fmt as _fmt
+from vap_env.evaluate.markdown import markdown
+
 if TYPE_CHECKING:
     from vap_env.evaluate.replay import Replay
 
@@ -157,6 +160,8 @@ def plot_success(report: dict, path: Path) -> Path:
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="imagined = simulated")
     stacked: dict[tuple[float, float], int] = {}  # policies on the same point get their labels stacked
     for spec, row in report["policies"].items():
+        if row.get("sim_success") is None:
+            continue  # failed or not run: no point
         point = (row["sim_success"], row["imagined_success"])
         ax.scatter(*point, s=40, zorder=3)
         above = stacked.get(point, 0)
@@ -200,91 +205,6 @@ def plot_fidelity(report: dict, path: Path) -> Path:
     return _save_figure(fig, path)
 
 
-# ------------------------------------------------------------------------------------------- markdown
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-
-
-def markdown(report: dict, videos: list[str]) -> str:
-    """The report as Markdown tables."""
-    c, cfg = report["correlation"], report["config"]
-    lines = [
-        f"# World-model evaluation: {cfg['robot']} / {cfg['task']}",
-        "",
-        f"Model `{cfg['model']}` ({cfg['prompt']} prompts, {cfg['image_size']} px, "
-        f"{cfg['num_inference_steps']} denoising steps); {cfg['episodes']} episodes per policy from seeds "
-        f"{cfg['seed']}..{cfg['seed'] + cfg['episodes'] - 1}, at most {cfg['max_steps']} steps.",
-        "",
-        "## Policy evaluation: imagination against the simulator",
-        "",
-    ]
-    rows = [
-        (spec, r["sim_success"], r["imagined_success"], r["sim_return"], r["imagined_return"])
-        for spec, r in report["policies"].items()
-    ]
-    lines += _table(("policy", "sim success", "imagined success", "sim return", "imagined return"), rows)
-    lines += [
-        "",
-        f"Success rates across policies: Pearson {_fmt(c['pearson'])}, Spearman {_fmt(c['spearman'])}, "
-        f"MMRV {_fmt(c['mmrv'])} (0 = same ranking). Returns: Pearson {_fmt(c['return_pearson'])}, "
-        f"Spearman {_fmt(c['return_spearman'])}.",
-        "",
-        "![success](success_scatter.png)",
-        "",
-        "## Open-loop fidelity",
-        "",
-        "The world model replays each simulator episode's actions from its first frame; frames are compared "
-        "with the simulator's at the same step. Baseline: repeat the first frame. ST-IoU is over steps "
-        "1..h.",
-        "",
-    ]
-    f, b = report["fidelity"], report["baseline"]
-    names = ["psnr", "ssim", "robot_st_iou", "object_st_iou"]
-    names = [n for n in names if n in f]
-    header = ["h"] + [f"{n} {who}" for n in names for who in ("model", "base")] + ["episodes"]
-    rows = [
-        [h] + [src[n][i] for n in names for src in (f, b)] + [f["count"][i]]
-        for i, h in enumerate(f["horizons"])
-    ]
-    lines += _table(header, rows)
-    s, r = report["segmenter"], report["replay"]
-    lines += [
-        "",
-        "![fidelity](fidelity_vs_horizon.png)",
-        "",
-        "## Segmentation of generated frames",
-        "",
-        "Robot masks come from a segmenter fitted on simulator frames: held-out IoU "
-        f"{_fmt(s['heldout_iou'])} "
-        f"(clean frames), {_fmt(s['heldout_iou_degraded'])} (blurred/noisy frames), "
-        f"{_fmt(s.get('heldout_iou_codec'))} (through the model's codec), on "
-        f"{s['heldout_frames']} frames of other seeds. Object masks come from the red-cube detector. On "
-        "this evaluation's simulator frames the masks reach, at the last horizon, robot ST-IoU "
-        f"{_fmt(_last(s['robot_st_iou_on_sim_frames']))}, object ST-IoU "
-        f"{_fmt(_last(s['object_st_iou_on_sim_frames']))}: about what a perfect generation would score.",
-        "",
-        f"Replays started from the simulator's first frame: {r['start_frames_identical']}; largest "
-        f"commanded-joint difference to the simulator: {_fmt(r['max_command_error_rad'], 5)} rad.",
-        "",
-    ]
-    if videos:
-        lines += ["## Videos (simulator | imagined | prompt)", "", "![preview](videos/preview.png)", ""]
-        lines += [f"- [{v}]({v})" for v in videos]
-    return "\n".join(lines) + "\n"
-
-
-def _last(values: Sequence[Any] | None) -> Any:
-    finite = [v for v in (values or []) if v is not None and math.isfinite(v)]
-    return finite[-1] if finite else None
-
-
 def write_outputs(
     out_dir: Path,
     report: dict,
@@ -295,21 +215,26 @@ def write_outputs(
 ) -> dict:
     """Writes videos, plots, ``report.json`` and ``report.md`` into ``out_dir``; returns the report.
 
+    A report without ``fidelity`` (interrupted, or no policy finished) gets no fidelity plot or sections.
+
     With ``started`` (a ``time.perf_counter()`` value), ``report["timing_seconds"]["total"]`` is set to the
     time since then, just before the report files are written (so it includes the videos and plots).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     videos = write_videos(out_dir, replays, videos_per_policy, progress)
+    has_fidelity = "fidelity" in report  # absent from a partial (interrupted) report
     report["files"] = {
         "report_json": "report.json",
         "report_md": "report.md",
         "success_scatter": "success_scatter.png",
-        "fidelity_vs_horizon": "fidelity_vs_horizon.png",
+        "fidelity_vs_horizon": "fidelity_vs_horizon.png" if has_fidelity else None,
         "videos": videos,
         "preview": "videos/preview.png" if videos else None,
+        "disagreement_videos": report.get("disagreement", {}).get("videos", []),
     }
     plot_success(plain(report), out_dir / "success_scatter.png")
-    plot_fidelity(plain(report), out_dir / "fidelity_vs_horizon.png")
+    if has_fidelity:
+        plot_fidelity(plain(report), out_dir / "fidelity_vs_horizon.png")
     if started is not None:
         report.setdefault("timing_seconds", {})["total"] = round(time.perf_counter() - started, 2)
     data = plain(report)
