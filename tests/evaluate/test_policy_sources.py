@@ -49,7 +49,7 @@ class BatchedRandom:
     def __init__(self, env: Any) -> None:
         self.space = env.action_space
 
-    def reset(self, seeds: list[int]) -> None:
+    def reset_batch(self, seeds: list[int]) -> None:
         self.policies = [RandomPolicy(self.space, seed=s) for s in seeds]
 
     def act_batch(self, obs_batch: Any) -> np.ndarray:
@@ -140,7 +140,7 @@ def test_a_failing_policy_is_marked_and_the_others_reported(
     assert report["policies"]["b"]["status"] == "ok" and sim_calls == ["a", "bad", "b"]
     assert report["replay"]["episodes"] == 4  # the failed policy's episodes are not replayed
     markdown = (tmp_path / "report.md").read_text()
-    assert "`bad` failed in the simulator: RuntimeError: boom at step 3" in markdown
+    assert "`bad` failed in the simulator: act() raised RuntimeError: boom at step 3" in markdown
 
 
 def test_ctrl_c_after_the_first_policy_writes_a_partial_report(
@@ -220,7 +220,10 @@ def test_a_segmenter_of_another_size_fails_before_any_episode(
 
 def test_names_and_specs() -> None:
     assert split_named("mine=sb3:x.zip") == ("mine", "sb3:x.zip")
-    assert split_named("scripted:noise=0.3") == (None, "scripted:noise=0.3")
+    assert split_named("scripted:noise=0.3") == (
+        "scripted:noise=0.3",
+        "scripted:noise=0.3",
+    )  # the spec names itself
     assert named_sources(["rand=random", "scripted:noise=0"]) == {
         "rand": "random",
         "scripted:noise=0": "scripted:noise=0",

@@ -9,7 +9,7 @@ they are reset, decides whether both worlds see the same policy randomness:
   episode's seed, all the episodes of a batch stepped together) and one for all the episodes in the
   simulator (reset with each episode's seed before it): as ``reset(seed)`` reseeds the policy's own
   randomness, episode ``k`` sees the same noise in both worlds;
-- a :class:`BatchPolicy` is one instance for a whole imagined batch (``reset(seeds)``, then one
+- a :class:`BatchPolicy` is one instance for a whole imagined batch (``reset_batch(seeds)``, then one
   ``act_batch`` call a step for every sub-env), and in the simulator acts on batches of one, reset with
   ``[seed]`` before each episode: the worlds agree when row ``i``'s randomness depends only on ``seeds[i]``
   (a deterministic policy always does);
@@ -30,10 +30,7 @@ from tqdm.auto import tqdm
 
 from vap_env.data import Episode
 from vap_env.envs.vector_env import WorldModelVectorEnv
-
-# The policy-source API of ``vap_env.policies``; ``_policy_compat`` stands in until it lands.
-from vap_env.evaluate._policy_compat import PolicyError, as_policy, is_batched, split_named
-from vap_env.policies import Policy
+from vap_env.policies import Policy, PolicyError, as_policy, is_batch_policy, split_named
 from vap_env.recording import record_episode
 
 PolicySource = str | Policy | type | Callable[[Any], Any]
@@ -155,8 +152,11 @@ def check_policies(sources: Mapping[str, PolicySource], env: gym.Env) -> dict[st
 
 
 def error_message(error: BaseException) -> str:
-    """``"TypeError: ..."``; a ``ValueError`` (a bad argument) or :class:`PolicyError` by its message alone."""
-    return str(error) if isinstance(error, ValueError | PolicyError) else f"{type(error).__name__}: {error}"
+    """``"TypeError: ..."``; a ``ValueError`` (a bad argument) by its message alone, a :class:`PolicyError`
+    without the policy's name (the report's row already names it)."""
+    if isinstance(error, PolicyError):
+        return error.message
+    return str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
 
 
 # ------------------------------------------------------------------------------------------- simulator
@@ -167,7 +167,7 @@ class _SingleRow:
         self.policy = policy
 
     def reset(self, seed: int | None = None) -> None:
-        self.policy.reset([seed])
+        self.policy.reset_batch([seed])
 
     def act(self, obs: Any) -> np.ndarray:
         batch = (
@@ -200,7 +200,7 @@ def run_sim(
     name = name if name is not None else policy if isinstance(policy, str) else describe(policy)
     if builds_instances(policy):
         policy = as_policy(policy, env, name=name)
-    acting = _SingleRow(policy) if is_batched(policy) else policy
+    acting = _SingleRow(policy) if is_batch_policy(policy) else policy
     episodes = [
         record_episode(env, acting, seed, name, max_steps=max_steps)
         for seed in tqdm(seeds, desc=f"sim {name}", unit="ep", disable=not progress, leave=False)
@@ -246,7 +246,7 @@ def _row(obs: Any, i: int) -> Any:
 
 def imagined_batch_size(source: PolicySource, policy: Any, batch_size: int) -> int:
     """Sub-envs per imagined batch: 1 for a shared per-episode object (its state cannot be split)."""
-    return batch_size if builds_instances(source) or is_batched(policy) else 1
+    return batch_size if builds_instances(source) or is_batch_policy(policy) else 1
 
 
 def run_imagined(
@@ -300,8 +300,8 @@ def _actor(source: PolicySource, view: _SubEnvView, seeds: list[int], name: str)
     """The policies of one batch, reset with its seeds, as one function of the batched observation."""
     first = as_policy(source, view, name=name)
     idle = np.zeros(view.action_space.shape, dtype=np.float32)
-    if is_batched(first):
-        first.reset(list(seeds))
+    if is_batch_policy(first):
+        first.reset_batch(list(seeds))
 
         def act_batch(obs: Any, active: np.ndarray) -> np.ndarray:
             # finished sub-envs were autoreset: their rows act too (one call), their actions are dropped
