@@ -52,7 +52,7 @@ class EvaluateConfig:
         batch_size: Episodes imagined together.
         disagreement_videos: Closed-loop side-by-side videos (simulator | imagined) of the episodes where
             the two worlds disagree most, over all policies: on success first, then on the final distance to
-            the goal; their imagined episodes are re-run with frame capture (0: none).
+            the goal: the scored episodes, their imagined frames captured as they run (0: none).
     """
 
     robot: str | None = None

@@ -109,9 +109,6 @@ def _disagreement_section(report: dict) -> list[str]:
     if has_object:
         pearsons += f", cube displacement {fmt(c.get('object_displacement_pearson'))}"
     lines += ["", pearsons + ".", ""]
-    if d.get("all_reproduced") is False:
-        lines += ["**Note**: some re-run imagined episodes did not reproduce their recorded outcome (marked "
-                  "`no` below); their videos show a different episode than the numbers.", ""]  # fmt: skip
     for name, picked in d["policies"].items():
         lines += [f"### {name}", ""]
         disagree = picked["success_disagreements"]
@@ -123,13 +120,12 @@ def _disagreement_section(report: dict) -> list[str]:
 
 def _episode_table(rows: Sequence[dict]) -> list[str]:
     header = ("seed", "sim success", "imagined success", "sim final distance (m)", "imagined final distance (m)",
-              "video", "re-run reproduced")  # fmt: skip
+              "video")  # fmt: skip
     body = []
     for r in rows:
         video = f"[video]({r['video']})" if r.get("video") else ""
-        again = {True: "yes", False: "no"}.get(r.get("reproduced"), "")
         body.append((r["seed"], r["sim_success"], r["imagined_success"], r["sim_final_distance"],
-                     r["imagined_final_distance"], video, again))  # fmt: skip
+                     r["imagined_final_distance"], video))  # fmt: skip
     return table(header, body)
 
 

@@ -21,7 +21,7 @@ they are reset, decides whether both worlds see the same policy randomness:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gymnasium as gym
@@ -62,7 +62,8 @@ class PolicyResult:
             imagination the cube *estimated* from the frames) to the goal, at the episode's last step.
         object_displacement: ``(N,)`` metres the cube moved from its start (NaN for tasks without one).
         seeds: ``(N,)`` the episodes' reset seeds.
-        frames: With frame capture, one ``(T + 1, H, W, 3)`` uint8 array per episode; else empty.
+        frames: With frame capture (and no ``on_batch`` taking them), one ``(T + 1, H, W, 3)`` uint8 array
+            per episode; else empty.
     """
 
     success: np.ndarray
@@ -73,10 +74,16 @@ class PolicyResult:
     seeds: np.ndarray
     frames: list[np.ndarray] = field(default_factory=list)
 
+    _ARRAYS = ("success", "returns", "lengths", "final_distance", "object_displacement", "seeds")
+
+    def select(self, index: Sequence[int]) -> PolicyResult:
+        """The episodes at positions ``index``, in that order (frames too, if any)."""
+        arrays = [getattr(self, n)[list(index)] for n in self._ARRAYS]
+        return PolicyResult(*arrays, frames=[self.frames[k] for k in index] if self.frames else [])
+
     @classmethod
     def concatenate(cls, parts: Sequence[PolicyResult]) -> PolicyResult:
-        names = ("success", "returns", "lengths", "final_distance", "object_displacement", "seeds")
-        arrays = [np.concatenate([getattr(p, n) for p in parts]) for n in names]
+        arrays = [np.concatenate([getattr(p, n) for p in parts]) for n in cls._ARRAYS]
         return cls(*arrays, frames=[f for p in parts for f in p.frames])
 
 
@@ -258,8 +265,12 @@ def run_imagined(
     name: str = "",
     progress: bool = False,
     capture: bool = False,
+    on_batch: Callable[[PolicyResult], object] | None = None,
 ) -> PolicyResult:
     """Runs the policy of ``source`` from each seed's initial state in imagination, ``batch_size`` at a time.
+
+    Frame capture only copies the observations: the episodes, and every number of the result, are the same
+    with or without it.
 
     Args:
         make_env: ``num_envs -> WorldModelVectorEnv`` (``obs_mode="both"``, ``reset_mode="sim"``, truncating
@@ -270,7 +281,9 @@ def run_imagined(
         batch_size: Sub-envs per vector env (:func:`imagined_batch_size`: 1 for a shared per-episode object).
         name: The policy's name, for the progress bar.
         progress: Show a progress bar over the steps.
-        capture: Keep every episode's frames (``PolicyResult.frames``), for videos.
+        capture: Capture every episode's frames (``PolicyResult.frames``), for videos.
+        on_batch: Called with each batch's result as soon as the batch has run (with its frames, given
+            ``capture``); the returned result then holds no frames, so that memory holds one batch's.
     """
     envs: dict[int, WorldModelVectorEnv] = {}
     results = []
@@ -285,7 +298,11 @@ def run_imagined(
                 total=max_steps, desc=f"imagined {name}", unit="step", disable=not progress, leave=False
             )
             with bar:
-                results.append(_run_batch(env, actor, chunk, max_steps, bar.update, capture))
+                batch = _run_batch(env, actor, chunk, max_steps, bar.update, capture)
+            if on_batch is not None:
+                on_batch(batch)
+                batch = replace(batch, frames=[])
+            results.append(batch)
     finally:
         for env in envs.values():
             env.close()

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,7 @@ from vap_env.data import Episode
 from vap_env.envs.imagined_world import ImaginedWorld, load_world_model
 from vap_env.envs.vector_env import WorldModelVectorEnv
 from vap_env.evaluate.config import EvaluateConfig
-from vap_env.evaluate.disagreement import (
-    episode_rows,
-    pick_episodes,
-    video_seeds,
-    write_disagreement_videos,
-)
+from vap_env.evaluate.disagreement import CandidateFrames, write_disagreement_videos
 from vap_env.evaluate.markdown import WORLDS
 from vap_env.evaluate.policy_runs import (
     PolicyResult,
@@ -110,8 +106,9 @@ def evaluate(
         videos_per_policy: Side-by-side open-loop replay videos written per policy.
         batch_size: Episodes imagined together.
         disagreement_videos: Closed-loop videos (simulator | imagined) of the episodes where the worlds
-            disagree most, over all policies (success first, then final distance); their imagined episodes
-            are re-run (each costs about one imagined episode).
+            disagree most, over all policies (success first, then final distance): the scored episodes
+            themselves, their imagined frames captured as they run (at most one batch's frames and
+            ``2 * disagreement_videos`` episodes' are held at a time).
 
     Returns:
         The report, also written to ``out_dir/report.json`` (NaN, e.g. a correlation of constant rates, as
@@ -124,7 +121,7 @@ def evaluate(
         spearman, mmrv}`` of success rates (imagined against simulated), ``return_{pearson,spearman}``,
         ``final_distance_pearson``, ``object_displacement_pearson`` and ``policies`` (the finished ones they
         use); ``disagreement.policies.<name>.{success_disagreements, largest_distance_gaps}`` (episode rows
-        with ``video`` and ``reproduced``), ``disagreement.all_reproduced``; ``fidelity`` and ``baseline``
+        with ``video``: a path or ``None``), ``disagreement.videos``; ``fidelity`` and ``baseline``
         (repeat the first frame): lists over ``horizons`` 1..H of ``psnr``, ``ssim``, ``robot_st_iou`` and
         ``object_st_iou`` (ST-IoU over steps 1..h; the object only for ``push``), ``robot_iou``/``object_iou``
         (at step h), ``<name>_sem`` standard errors and ``count`` (replays reaching h); ``segmenter``
@@ -159,7 +156,7 @@ def evaluate(
     sim_env = run.sim_env()
     try:
         built = check_policies(sources, sim_env)
-        outcome = _evaluate_policies(run, sources, built, sim_env, timing)
+        outcome = _evaluate_policies(run, sources, built, sim_env, timing, disagreement_videos)
     finally:
         sim_env.close()
     model, c = run.model, run.model.spec
@@ -184,7 +181,7 @@ def evaluate(
         return report
 
     t = time.perf_counter()
-    videos = _disagreement_videos(run, sources, outcome, out_dir, disagreement_videos)
+    videos = write_disagreement_videos(out_dir, outcome.candidates.chosen(), outcome.episodes)
     report["disagreement"] = disagreement_section(outcome.sim, outcome.imagined, videos)
     timing["disagreement_videos"] = time.perf_counter() - t
 
@@ -312,7 +309,7 @@ class _Outcome:
     imagined: dict[str, PolicyResult] = field(default_factory=dict)
     episodes: dict[str, list[Episode]] = field(default_factory=dict)
     status: dict[str, dict[str, str]] = field(default_factory=dict)
-    batch_sizes: dict[str, int] = field(default_factory=dict)  # imagined sub-envs per batch, for re-runs
+    candidates: CandidateFrames = field(default_factory=lambda: CandidateFrames(0))
     interrupted: bool = False
 
 
@@ -322,13 +319,18 @@ def _evaluate_policies(
     built: Mapping[str, Any],
     sim_env: gym.Env,
     timing: dict[str, float],
+    videos: int,
 ) -> _Outcome:
     """Every policy in the simulator (episodes kept for the replays) and in imagination.
 
-    A policy that raises is marked failed and the loop goes on; a ``KeyboardInterrupt`` ends it, marking
-    the policy it hit ``interrupted`` and the rest ``not run``.
+    With ``videos``, each imagined batch captures its frames and ``out.candidates`` keeps those of the
+    episodes that may get one of the ``videos`` disagreement videos (:class:`CandidateFrames`). A policy
+    that raises is marked failed and the loop goes on; a ``KeyboardInterrupt`` ends it, marking the policy
+    it hit ``interrupted`` and the rest ``not run``.
     """
-    out = _Outcome(status={name: {"status": "not run"} for name in sources})
+    out = _Outcome(
+        status={name: {"status": "not run"} for name in sources}, candidates=CandidateFrames(videos)
+    )
     names = list(sources)
     for name in tqdm(names, desc="policies", unit="policy", disable=not run.progress):
         stage = "sim"
@@ -337,37 +339,26 @@ def _evaluate_policies(
             sim, recorded = run_sim(sim_env, built[name], run.seeds, run.max_steps, run.progress, name)
             timing["sim"] = timing.get("sim", 0.0) + time.perf_counter() - t
             stage, t = "imagined", time.perf_counter()
-            size = out.batch_sizes[name] = imagined_batch_size(sources[name], built[name], run.batch_size)
+            size = imagined_batch_size(sources[name], built[name], run.batch_size)
+            keep = partial(out.candidates.add, name, sim) if videos else None
             imagined = run_imagined(run.vector_env, sources[name], run.seeds, run.max_steps, size, name,
-                                    run.progress)  # fmt: skip
+                                    run.progress, capture=keep is not None, on_batch=keep)  # fmt: skip
             timing["imagined"] = timing.get("imagined", 0.0) + time.perf_counter() - t
         except KeyboardInterrupt:
+            out.candidates.discard(name)
             out.status[name] = {"status": "interrupted"}
             out.interrupted = True
             break
         except Exception as error:  # noqa: BLE001 - one policy's failure must not lose the others
+            out.candidates.discard(name)
             message = error_message(error)
             out.status[name] = {"status": "failed", "failed_in": stage, "error": message}
             logger.warning("policy %r failed in the %s: %s", name, WORLDS[stage], message)
             continue
         out.sim[name], out.imagined[name], out.episodes[name] = sim, imagined, recorded
+        out.candidates.commit(name)
         out.status[name] = {"status": "ok"}
     return out
-
-
-def _disagreement_videos(
-    run: _Run, sources: Mapping[str, PolicySource], outcome: _Outcome, out_dir: Path, limit: int
-) -> dict[str, dict[int, dict[str, Any]]]:
-    """Closed-loop videos of the ``limit`` most disagreeing episodes: ``name -> seed -> info``."""
-    picked = {name: pick_episodes(episode_rows(outcome.sim[name], i)) for name, i in outcome.imagined.items()}
-    videos = {}
-    for name, seeds in video_seeds(picked, limit).items():
-        imagined = outcome.imagined[name]
-        by_seed = {e.seed: e for e in outcome.episodes[name]}
-        videos[name] = write_disagreement_videos(out_dir, name, sources[name], seeds, imagined, by_seed,
-                                                 run.vector_env, run.max_steps,
-                                                 outcome.batch_sizes[name])  # fmt: skip
-    return videos
 
 
 def _evaluate_fidelity(

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from vap_env.evaluate.disagreement import episode_rows, pick_episodes, policy_summary
 from vap_env.evaluate.metrics import mmrv, pearson, spearman
 from vap_env.evaluate.policy_runs import PolicyResult, PolicySource, describe
@@ -23,8 +21,10 @@ DISAGREEMENT_NOTE = (
     "so episode by episode the worlds should agree; the episodes where they do not (success, or the final "
     "distance of the cube (push) or the gripper (reach) to the goal; in imagination the cube is estimated "
     "from the generated frames) show how imagination fails: look at their videos before trusting the "
-    "ranking. Mean final distance and cube displacement are continuous measures beside success; their "
-    "Pearson across policies tells whether imagination ranks the policies' progress as the simulator does."
+    "ranking. Each video (simulator | imagined) shows the scored episode itself: its imagined frames are "
+    "the ones captured while it was scored. Mean final distance and cube displacement are continuous "
+    "measures beside success; their Pearson across policies tells whether imagination ranks the policies' "
+    "progress as the simulator does."
 )
 
 
@@ -88,21 +88,26 @@ def disagreement_section(
     imagined: Mapping[str, PolicyResult],
     videos: Mapping[str, Mapping[int, dict[str, Any]]],
 ) -> dict[str, Any]:
-    """``{"note", "policies": {name: {success_disagreements, largest_distance_gaps}}, "videos",
-    "all_reproduced"}``; each episode row has ``video`` and ``reproduced`` (``None`` without a video)."""
+    """``{"note", "policies": {name: {success_disagreements, largest_distance_gaps}}, "videos"}``.
+
+    Args:
+        sim: ``name -> simulator result`` of the finished policies.
+        imagined: ``name -> imagined result`` of the same policies.
+        videos: ``name -> seed -> {"video": path}`` (:func:`write_disagreement_videos`).
+
+    Returns:
+        The section; each episode row has ``video`` (its path, ``None`` without one).
+    """
     section: dict[str, Any] = {"note": DISAGREEMENT_NOTE, "policies": {}, "videos": []}
-    reproduced = []
     for name, result in imagined.items():
         picked = pick_episodes(episode_rows(sim[name], result))
         shown = videos.get(name, {})
         for rows in picked.values():
             for row in rows:
                 info = shown.get(row["seed"], {})
-                row["video"], row["reproduced"] = info.get("video"), info.get("reproduced")
+                row["video"] = info.get("video")
         section["policies"][name] = picked
         section["videos"] += [v["video"] for v in shown.values()]
-        reproduced += [v["reproduced"] for v in shown.values()]
-    section["all_reproduced"] = bool(np.all(reproduced)) if reproduced else None
     return section
 
 
