@@ -7,7 +7,8 @@ with 95% intervals, and where the worlds disagree. The same evaluation from the 
 
     vap-env evaluate --task reach --policies "mine=sb3:ppo_reach.zip;scripted;random" --out reports/mine
 
-Run (about 5 minutes on a 2-core CPU; the PPO training is most of it):
+Run (145 s on a shared 2-core CPU, most of it the PPO training; that PPO then succeeds in 4 of 10 reach
+episodes in both worlds, the scripted expert in 10, random actions in none):
 
     python examples/evaluate_my_policy.py --out reports/my_policy
     python examples/evaluate_my_policy.py --checkpoint ppo_reach.zip --timesteps 0   # evaluate a saved one
