@@ -305,6 +305,6 @@ def test_a_policy_kind_is_one_builder_entry(monkeypatch: pytest.MonkeyPatch) -> 
         obs, *_, info = env.step(policy.act(obs))
     np.testing.assert_allclose(info["commanded_ee_position"], start, atol=1e-9)
     assert info["commanded_gripper"] == pytest.approx(0.25)
-    with pytest.raises(ValueError, match="valid kinds: random, scripted, still"):
+    with pytest.raises(ValueError, match="valid kinds: random, scripted, sb3, py, still"):
         make_policy("walk", env)
     env.close()
