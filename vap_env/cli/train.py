@@ -178,7 +178,7 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
     """The model config the flags ask for; with ``--init`` the saved one, with the flags that were given.
 
     Attachment flags (``--prompt``, ``--controlnet-layers``, ``--lora-rank``) that differ from an ``--init``
-    model need it to be a ``pretrain`` one (:func:`~vap_env.train.world_model_trainer.build_model` checks);
+    model need it to be a ``pretrain`` one (:func:`~vap_env.train.model_setup.build_model` checks);
     a ``state`` prompt new to it gets the data's state size.
     """
     given = config_values(args, MODEL_FLAGS)
