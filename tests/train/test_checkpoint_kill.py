@@ -33,6 +33,7 @@ from vap_env.train.metrics import read_metrics
 CONFIG = dict(
     steps=6, batch_size=4, eval_every=2, eval_frames=4, checkpoint_every=2, checkpoints_total_limit=None,
     warmup_steps=1, block_channels=(8, 16), norm_num_groups=4, latent_channels=4, num_threads=1,
+    object_weight=0.0,
 )  # fmt: skip
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 

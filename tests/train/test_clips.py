@@ -20,8 +20,9 @@ def _episode(t=6):
 def test_clip_shapes_ranges_and_windows():
     ep = _episode(t=6)
     ds = ClipDataset([ep, ep], ClipConfig(prompt="skeleton", context_frames=2, target_frames=1))
-    assert len(ds) == 2 * (6 - 3 + 1)
-    item = ds[1]
+    # the windows inside each episode, and one whose first context frame is before it (frame 0 repeated)
+    assert len(ds) == 2 * (6 - 3 + 1 + 1)
+    item = ds[2]
     assert item["context"].shape == (2, 3, 32, 32) and item["target"].shape == (1, 3, 32, 32)
     assert item["prompts"].shape == (3, 3, 32, 32)
     assert item["context"].min() >= -1 and item["context"].max() <= 1
@@ -58,4 +59,36 @@ def test_bad_clip_config():
     with pytest.raises(ValueError, match="interaction_weight"):
         ClipConfig(interaction_weight=0.5)
     with pytest.raises(ValueError, match="shorter"):
-        ClipDataset([_episode(t=2)], ClipConfig(context_frames=2, target_frames=1))
+        ClipDataset([_episode(t=1)], ClipConfig(context_frames=2, target_frames=1))
+    with pytest.raises(ValueError, match="object_weight"):
+        ClipConfig(object_weight=-1.0)
+
+
+def test_first_window_repeats_the_first_frame_as_the_env_does_at_reset():
+    ep = _episode(t=6)
+    ds = ClipDataset([ep], ClipConfig(prompt="skeleton", context_frames=3, target_frames=1))
+    assert ds.index[:3] == [(0, -2), (0, -1), (0, 0)]
+    first = ds[0]  # context: frames 0, 0, 0; target: frame 1
+    frame = lambda t: torch.from_numpy(ep.frames[t]).permute(2, 0, 1).float() / 127.5 - 1  # noqa: E731
+    for k in range(3):
+        torch.testing.assert_close(first["context"][k], frame(0))
+        torch.testing.assert_close(first["prompts"][k], first["prompts"][2])
+    torch.testing.assert_close(first["target"][0], frame(1))
+    assert not torch.equal(first["prompts"][3], first["prompts"][2])  # the arm moved
+    torch.testing.assert_close(ds[1]["context"][1], frame(0))
+    torch.testing.assert_close(ds[1]["context"][2], frame(1))
+
+
+def test_object_weight_covers_where_the_object_is_and_where_it_was():
+    ep = _episode(t=4)
+    ep.object_mask[:] = False
+    ep.object_mask[0, 5:8, 5:8] = True  # the cube at rest in frame 0 ...
+    ep.object_mask[1, 5:8, 20:23] = True  # ... pushed 15 px right in frame 1
+    config = ClipConfig(prompt="skeleton", interaction_weight=1.0, object_weight=10.0, object_dilation=1)
+    weight = ClipDataset([ep], config)[0]["weight"][0, 0]  # target frame 1, context frame 0
+    assert weight[6, 6] == weight[6, 21] == 11.0  # the vacated place and the new one
+    assert weight[4, 4] == weight[8, 23] == 11.0  # dilated by a pixel
+    assert weight[3, 3] == weight[6, 14] == 1.0
+    assert int((weight > 1).sum()) == 2 * 5 * 5
+    off = ClipDataset([ep], ClipConfig(prompt="skeleton", interaction_weight=1.0))[0]["weight"]
+    assert torch.equal(off, torch.ones_like(off))

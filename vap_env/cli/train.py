@@ -81,6 +81,7 @@ TRAIN_FLAGS = (
     "eval_every",
     Flag("checkpoint_every", note=f"the last {WorldModelTrainConfig.keep_checkpoints} are kept"),
     Flag("interaction_weight", metavar="W"),
+    Flag("object_weight", metavar="W"),
     "ema",
     Flag("mixed_precision", choices=MIXED_PRECISIONS),
     "gradient_checkpointing",

@@ -30,6 +30,7 @@ TRAIN_FLAGS = (
     Flag("downsample", choices=(4, 8)),
     "latent_channels",
     Flag("block_channels", metavar="C,C,..."),
+    "object_weight",
     "eval_every",
     "checkpoint_every",
     "seed",
@@ -63,14 +64,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _frames(data: list[str], val_data: list[str] | None, val_fraction: float):
-    """``((train_frames, n_train), (heldout_frames, n_heldout))``, pooled over the directories and split as
-    every trainer splits (:func:`vap_env.train.splits.split_episodes`)."""
+    """``((train_frames, train_object_masks, n_train), (heldout_frames, heldout_object_masks, n_heldout))``,
+    pooled over the directories and split as every trainer splits
+    (:func:`vap_env.train.splits.split_episodes`)."""
     import numpy as np
 
     from vap_env.train.splits import split_episodes
 
     train, heldout, _ = split_episodes(data, val_data, val_fraction=val_fraction)
-    return [(np.concatenate([e.frames for e in part]), len(part)) for part in (train, heldout)]
+    return [
+        (np.concatenate([e.frames for e in part]), np.concatenate([e.object_mask for e in part]), len(part))
+        for part in (train, heldout)
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,12 +83,22 @@ def run(args: argparse.Namespace) -> int:
     from vap_env.train.codec_trainer import train_codec
 
     config = CodecTrainConfig(**config_values(args, TRAIN_FLAGS))
-    (train, n_train), (heldout, n_val) = _frames(args.data, args.val_data, args.val_fraction)
+    (train, train_objects, n_train), (heldout, heldout_objects, n_val) = _frames(
+        args.data, args.val_data, args.val_fraction
+    )
     print(
         f"training frames: {len(train)} from {n_train} episodes; held-out frames: {len(heldout)} from {n_val} "
         "episodes",
         file=sys.stderr,
     )
-    result = train_codec(train, heldout, args.out, config, resume=args.resume)
+    result = train_codec(
+        train,
+        heldout,
+        args.out,
+        config,
+        resume=args.resume,
+        train_object_masks=train_objects,
+        heldout_object_masks=heldout_objects,
+    )
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}, indent=1))
     return 0

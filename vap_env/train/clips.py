@@ -1,9 +1,11 @@
 """Training clips cut from recorded episodes: context frames, target frames, their prompts, loss weights.
 
 Prompts are rendered here from the *commanded* robot state (never the achieved one) with the episode's own
-camera, so the same recording trains every prompt kind. The interaction-region weight map marks the
-gripper in the target frames (its keypoints projected, drawn as discs, dilated); the trainer multiplies the
-diffusion loss by it, as the paper amplifies the loss around the interaction region.
+camera, so the same recording trains every prompt kind. The loss-weight map marks the interaction region:
+the gripper in the target frames (its keypoints projected, drawn as discs), as the paper amplifies the loss
+there, and the manipulated object, both where it is in the target frames and where it was in the last
+context frame (a pushed cube must appear at its new place and vanish from its old one). The trainer
+multiplies the diffusion loss by it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class ClipConfig:
         target_frames: Frames the model generates per step.
         interaction_weight: Loss weight inside the gripper region (1 disables the amplification).
         interaction_radius: Radius of the gripper region as a fraction of the image size.
+        object_weight: Extra loss weight on the object's pixels (its recorded mask, dilated by
+            ``object_dilation`` pixels) in the target frames and in the last context frame; 0 disables it.
+        object_dilation: Pixels by which the object masks grow.
     """
 
     prompt: str = "skeleton"
@@ -37,6 +42,8 @@ class ClipConfig:
     target_frames: int = 1
     interaction_weight: float = 3.0
     interaction_radius: float = 0.08
+    object_weight: float = 0.0
+    object_dilation: int = 2
 
     def __post_init__(self) -> None:
         prompt_kind(self.prompt)  # ValueError naming the valid kinds
@@ -48,6 +55,11 @@ class ClipConfig:
         if self.interaction_weight < 1:
             raise ValueError(
                 f"`interaction_weight` must be >= 1 (1 switches it off), got {self.interaction_weight}"
+            )
+        if self.object_weight < 0 or self.object_dilation < 0:
+            raise ValueError(
+                f"`object_weight` and `object_dilation` must be >= 0, got {self.object_weight}, "
+                f"{self.object_dilation}"
             )
 
     @property
@@ -80,8 +92,20 @@ def interaction_masks(episode: Episode, robot: Robot, radius: float) -> np.ndarr
     return masks.astype(bool)
 
 
+def dilated_object_masks(episode: Episode, dilation: int) -> np.ndarray:
+    """(T, H, W) bool: the episode's object masks grown by ``dilation`` pixels."""
+    if dilation == 0:
+        return episode.object_mask.astype(bool)
+    kernel = np.ones((2 * dilation + 1, 2 * dilation + 1), np.uint8)
+    return np.stack([cv2.dilate(m.astype(np.uint8), kernel) for m in episode.object_mask]).astype(bool)
+
+
 class ClipDataset(torch.utils.data.Dataset):
     """Every window of ``context_frames + target_frames`` consecutive frames of every episode.
+
+    With several context frames, the first windows of an episode start before it and repeat its first frame
+    (and prompt) in the missing context places, as the imagined env fills its context at reset: the model
+    learns the first step it will be asked for.
 
     Items are dicts of tensors:
         ``context`` (Tc, 3, H, W) and ``target`` (Tf, 3, H, W) float in [-1, 1];
@@ -108,18 +132,25 @@ class ClipDataset(torch.utils.data.Dataset):
             )
         self.robot_name, self.image_size = robots.pop(), sizes.pop()
         robot = Robot(self.robot_name)
-        self.frames, self.prompts, self.masks, self.index = [], [], [], []
+        self.frames, self.prompts, self.masks, self.objects, self.index = [], [], [], [], []
         for e_idx, ep in enumerate(tqdm(eps, desc="rendering prompts", disable=not progress)):
             self.frames.append(ep.frames)
             self.prompts.append(render_episode_prompts(ep, robot, config.prompt))
             self.masks.append(interaction_masks(ep, robot, config.interaction_radius))
-            self.index += [(e_idx, s) for s in range(ep.num_frames - config.clip_length + 1)]
+            if config.object_weight > 0:
+                self.objects.append(dilated_object_masks(ep, config.object_dilation))
+            first = 1 - config.context_frames  # windows whose context starts before the episode
+            self.index += [(e_idx, s) for s in range(first, ep.num_frames - config.clip_length + 1)]
         robot.close()
         if not self.index:
             raise ValueError(f"episodes are shorter than a clip ({config.clip_length} frames)")
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def frame_indices(self, start: int) -> np.ndarray:
+        """The episode frames of the window starting at ``start`` (places before the episode: frame 0)."""
+        return np.maximum(np.arange(start, start + self.config.clip_length), 0)
 
     @staticmethod
     def to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -128,14 +159,19 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e, s = self.index[i]
-        c, n = self.config.context_frames, self.config.clip_length
-        frames = self.to_tensor(self.frames[e][s : s + n])
-        prompts = self.prompts[e][s : s + n]
+        c = self.config.context_frames
+        at = self.frame_indices(s)
+        frames = self.to_tensor(self.frames[e][at])
+        prompts = self.prompts[e][at]
         prompts = torch.from_numpy(prompts) if prompts.ndim == 2 else self.to_tensor(prompts)
         weight = (
-            1.0
-            + (self.config.interaction_weight - 1.0) * torch.from_numpy(self.masks[e][s + c : s + n]).float()
+            1.0 + (self.config.interaction_weight - 1.0) * torch.from_numpy(self.masks[e][at[c:]]).float()
         )
+        if self.objects:
+            objects = self.objects[e]
+            # where the object is in each target frame, and where it was in the last context frame
+            region = objects[at[c:]] | objects[at[c - 1]][None]
+            weight = weight + self.config.object_weight * torch.from_numpy(region).float()
         return {
             "context": frames[:c],
             "target": frames[c:],

@@ -46,6 +46,7 @@ METRIC_FIELDS = (
     "heldout_psnr",
     "heldout_ssim",
     "heldout_fg_psnr",
+    "heldout_object_psnr",
     "elapsed_s",
 )
 
@@ -126,19 +127,49 @@ def _prepare_frames(frames: np.ndarray, name: str, image_size: int | None, downs
     return torch.from_numpy(np.ascontiguousarray(frames))
 
 
+def _prepare_masks(masks: np.ndarray | None, frames: Tensor, name: str, dilation: int) -> Tensor | None:
+    """``(N, H, W)`` bool object masks of the prepared frames: resized as they were, then dilated."""
+    if masks is None:
+        return None
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or len(masks) != len(frames):
+        raise ValueError(
+            f"`{name}` must be (N, H, W) masks, one per frame ({len(frames)}), got {masks.shape}"
+        )
+    h, w = frames.shape[1:3]
+    out = masks.astype(np.uint8)
+    kernel = np.ones((2 * dilation + 1, 2 * dilation + 1), np.uint8) if dilation else None
+    resized = []
+    for m in out:
+        if m.shape != (h, w):
+            # INTER_AREA then > 0: a pixel is the object's if any of the object covers it.
+            m = (cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+        resized.append(cv2.dilate(m, kernel) if kernel is not None else m)
+    return torch.from_numpy(np.stack(resized).astype(bool))
+
+
 def _evenly_spaced(frames: Tensor, count: int) -> Tensor:
-    return frames[np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)]
+    return frames[_evenly_spaced_indices(len(frames), count)]
+
+
+def _evenly_spaced_indices(length: int, count: int) -> np.ndarray:
+    return np.linspace(0, length - 1, min(count, length)).round().astype(int)
 
 
 @torch.no_grad()
 def evaluate_reconstruction(
-    model: FrameAutoencoder, frames: Tensor, foreground: Tensor | None = None, batch_size: int = 64
+    model: FrameAutoencoder,
+    frames: Tensor,
+    foreground: Tensor | None = None,
+    batch_size: int = 64,
+    objects: Tensor | None = None,
 ) -> dict[str, float]:
     """Reconstruction fidelity on uint8 ``(N, H, W, 3)`` frames.
 
     Returns:
         ``heldout_psnr`` and ``heldout_ssim`` (means over frames) and, given the ``(N, H, W)`` boolean
-        ``foreground``, ``heldout_fg_psnr``: the PSNR of the foreground pixels pooled.
+        ``foreground``, ``heldout_fg_psnr``: the PSNR of the foreground pixels pooled; given the object
+        masks ``objects``, ``heldout_object_psnr``: the PSNR of the object's pixels pooled.
     """
     was_training = model.training
     model.eval()
@@ -152,6 +183,8 @@ def evaluate_reconstruction(
     result["heldout_ssim"] = float(np.mean(ssim(target, recon_frames)))
     if foreground is not None:
         result["heldout_fg_psnr"] = masked_psnr(target, recon_frames, foreground.numpy())
+    if objects is not None:
+        result["heldout_object_psnr"] = masked_psnr(target, recon_frames, objects.numpy())
     return result
 
 
@@ -194,6 +227,8 @@ def train_codec(
     out_dir: str | Path,
     config: CodecTrainConfig | None = None,
     resume: bool = False,
+    train_object_masks: np.ndarray | None = None,
+    heldout_object_masks: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Trains a :class:`FrameAutoencoder` on frames and saves it, loadable by ``load_codec(out_dir)``.
 
@@ -209,14 +244,19 @@ def train_codec(
         config: Training configuration; defaults to ``CodecTrainConfig()``.
         resume: Continue from the last checkpoint in ``out_dir`` (model, optimizer, schedule, sampler and RNG
             states, at the same step). Without a checkpoint there, training starts from scratch.
+        train_object_masks: ``(N, H, W)`` bool masks of the manipulated object in the training frames (the
+            episodes' ``object_mask``), weighted by ``config.object_weight``; required when that is > 0.
+        heldout_object_masks: The same for the held-out frames: adds ``heldout_object_psnr`` to the metrics.
 
     Returns:
         Final metrics: ``step``, ``start_step``, ``heldout_psnr``, ``heldout_ssim``, ``heldout_fg_psnr``
-        (PSNR of the pixels that differ from the median training frame), ``train_loss`` (mean
+        (PSNR of the pixels that differ from the median training frame), ``heldout_object_psnr`` (given
+        held-out object masks), ``train_loss`` (mean
         over the last evaluation interval), ``scaling_factor``, ``shift_factor``, ``params``, ``seconds``.
 
     Raises:
-        ValueError: If the frames are malformed.
+        ValueError: If the frames or masks are malformed, or ``config.object_weight`` > 0 without
+            ``train_object_masks``.
         FileExistsError: If ``out_dir`` holds checkpoints and ``resume`` is False.
     """
     config = config or CodecTrainConfig()
@@ -228,7 +268,22 @@ def train_codec(
         raise ValueError(
             f"held-out frames are {tuple(heldout.shape[1:])}, training frames {tuple(train.shape[1:])}"
         )
-    heldout = _evenly_spaced(heldout, config.eval_frames)
+    if config.object_weight > 0 and train_object_masks is None:
+        raise ValueError(
+            f"`object_weight` is {config.object_weight} but no `train_object_masks` were given: pass the "
+            "episodes' object masks (Episode.object_mask), or set `object_weight=0`"
+        )
+    train_objects = (
+        _prepare_masks(train_object_masks, train, "train_object_masks", config.object_dilation)
+        if config.object_weight > 0
+        else None
+    )
+    heldout_objects = _prepare_masks(
+        heldout_object_masks, heldout, "heldout_object_masks", config.object_dilation
+    )
+    picks = _evenly_spaced_indices(len(heldout), config.eval_frames)
+    heldout = heldout[picks]
+    heldout_objects = heldout_objects[picks] if heldout_objects is not None else None
     background = static_background(train)
     heldout_foreground = foreground_mask(heldout, background, config.foreground_threshold)
 
@@ -267,12 +322,16 @@ def train_codec(
     progress = progress_bar(config.steps, "codec", start_step, accelerator)
     model.train()
     while sampler.step < config.steps:
-        frames = train[sampler.next_indices()].to(accelerator.device)
+        indices = sampler.next_indices()
+        frames = train[indices].to(accelerator.device)
         images = frames_to_tensor(frames)
         pixel_weights = None
         if config.foreground_weight > 0:
             mask = foreground_mask(frames, background, config.foreground_threshold)
             pixel_weights = 1.0 + config.foreground_weight * mask[:, None].float()
+        if train_objects is not None:
+            objects = train_objects[indices].to(accelerator.device)[:, None].float()
+            pixel_weights = (1.0 if pixel_weights is None else pixel_weights) + config.object_weight * objects
         with accelerator.autocast():
             recon, latents = model(images)
             parts = reconstruction_losses(recon, images, latents, pixel_weights)
@@ -287,7 +346,9 @@ def train_codec(
         if sampler.step % config.eval_every == 0 or last_step:
             means = losses.pop_means()
             if accelerator.is_main_process:
-                evaluation = evaluate_reconstruction(unwrapped, heldout, heldout_foreground)
+                evaluation = evaluate_reconstruction(
+                    unwrapped, heldout, heldout_foreground, objects=heldout_objects
+                )
                 result |= evaluation
                 log.write(sampler.step, {**means, "lr": lr_scheduler.get_last_lr()[0], **evaluation})
                 psnr_text = f"{evaluation['heldout_psnr']:.2f}"
@@ -299,7 +360,7 @@ def train_codec(
 
     # 4. A resumed run that had already finished evaluates the final model once more.
     if accelerator.is_main_process and math.isnan(result["heldout_psnr"]):
-        result |= evaluate_reconstruction(unwrapped, heldout, heldout_foreground)
+        result |= evaluate_reconstruction(unwrapped, heldout, heldout_foreground, objects=heldout_objects)
 
     # 5. Latent scale from the training frames, then the final model.
     accelerator.wait_for_everyone()

@@ -46,6 +46,9 @@ class WorldModelTrainConfig:
         val_fraction: Fraction of the episodes held out (at least one) when ``val_episodes`` is ``None``.
         interaction_weight: Loss weight in the gripper region (1 switches the amplification off).
         interaction_radius: Radius of that region as a fraction of the image size.
+        object_weight: Extra loss weight on the manipulated object, where it is in the target frames and
+            where it was in the last context frame (its recorded masks, dilated by 2 pixels); 0 switches it
+            off. See docs/results/interaction_experiments.md.
         log_every: Steps between rows of ``metrics.csv`` (mean loss, lr, it/s).
         seed: Seed of the weights, the clip order and the diffusion noise.
         log: ``csv`` (``metrics.csv`` only) or ``tensorboard`` (the same CSV, plus TensorBoard event files
@@ -73,6 +76,7 @@ class WorldModelTrainConfig:
     val_fraction: float = 0.1
     interaction_weight: float = 3.0
     interaction_radius: float = 0.08
+    object_weight: float = 0.0
     log_every: int = 10
     seed: int = 0
     log: str = LOGGERS[0]
@@ -107,6 +111,8 @@ class WorldModelTrainConfig:
             raise ValueError(
                 f"`interaction_weight` must be >= 1 (1 switches it off), got {self.interaction_weight}"
             )
+        if self.object_weight < 0:
+            raise ValueError(f"`object_weight` must be >= 0 (0 switches it off), got {self.object_weight}")
         if not 0.0 < self.interaction_radius <= 1.0:
             raise ValueError(f"`interaction_radius` must be in (0, 1], got {self.interaction_radius}")
 
@@ -149,6 +155,15 @@ class CodecTrainConfig:
             marker's from 10 to 27 dB, and the whole frame's from 30.8 to 32.9 dB. 0 disables it.
         foreground_threshold: uint8 difference from the median frame above which a pixel is foreground; also
             defines the pixels of the ``heldout_fg_psnr`` metric.
+        object_weight: Extra weight of the L1 and squared-error losses on the manipulated object's pixels
+            (the recorded object masks, dilated by ``object_dilation``), on top of the foreground weight. A
+            cube of ~120 of 16384 pixels is too small a share of the foreground for that weight to keep it:
+            without this term the codecs reconstructed the cube 12 dB below the frame
+            (docs/results/interaction_experiments.md, experiments 2 and 3). Needs the object masks
+            (``train_codec(..., train_object_masks=...)``; the command line passes the episodes' own); 0
+            disables it.
+        object_dilation: Pixels by which the object masks grow before weighting and scoring
+            (``heldout_object_psnr``), so the object's edges count.
         scale_frames: Training frames (evenly spaced) used to compute the latent scaling factor at the end.
         seed: Seed of the weights and of the frame sampling.
         mixed_precision: Autocast precision, passed to ``Accelerator``: ``no`` (full precision), ``bf16``
@@ -178,6 +193,8 @@ class CodecTrainConfig:
     latent_l2_weight: float = 1e-4
     foreground_weight: float = 10.0
     foreground_threshold: int = 24
+    object_weight: float = 30.0
+    object_dilation: int = 1
     scale_frames: int = 2_048
     seed: int = 0
     mixed_precision: str = MIXED_PRECISIONS[0]
@@ -189,7 +206,8 @@ class CodecTrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         weights = ("l1_weight", "mse_weight", "edge_weight", "latent_l2_weight", "foreground_weight")
-        for name in ("warmup_steps", "weight_decay", "foreground_threshold", *weights):
+        weights += ("object_weight",)
+        for name in ("warmup_steps", "weight_decay", "foreground_threshold", "object_dilation", *weights):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:

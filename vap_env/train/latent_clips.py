@@ -60,6 +60,7 @@ def make_clips(
         target_frames=model_config.frames_per_step,
         interaction_weight=config.interaction_weight,
         interaction_radius=config.interaction_radius,
+        object_weight=config.object_weight,
     )
     train_clips, heldout_clips = ClipDataset(train, clip_config), ClipDataset(heldout, clip_config)
     vector = prompt_kind(model_config.prompt).conditioning == "vector"
@@ -112,7 +113,7 @@ class LatentClips(torch.utils.data.Dataset):
         item = self.clips[index]
         if self.per_frame:
             episode, start = self.clips.index[index]
-            latents = self.cache[episode][start : start + self.clips.config.clip_length]
+            latents = self.cache[episode][self.clips.frame_indices(start)]
         else:
             latents = self.cache[index]
         return {"latents": latents, "prompts": item["prompts"], "weight": item["weight"]}

@@ -1,0 +1,166 @@
+"""Does the imagined cube move as the simulator's does? Open-loop contact fidelity on held-out push episodes.
+
+Each model replays every held-out episode's actions open loop from its first frame (never seeing another
+simulator frame), as ``benchmarks/heldout_fidelity.py`` does, and is scored beside the repeat-the-first-frame
+baseline on the figures of the issue "Imagined contact":
+
+- on the episodes whose cube moves at least ``--moved`` m (default 2 cm) within ``--horizon`` steps: the
+  imagined cube's centre error at that horizon (the detector's table position, as the imagined env's reward
+  reads it) and object ST-IoU;
+- over all episodes (where the cube mostly rests): object ST-IoU, robot ST-IoU and PSNR per horizon.
+
+The robot ST-IoU needs a segmenter for the data's image size and camera: ``--segmenter DIR``, or one fitted
+here on fresh simulator episodes (about a minute). The episodes' robot description must be the one they were
+recorded with (its camera included): their seeds must reproduce their first frames (``start_matches``).
+
+    python benchmarks/contact_fidelity.py --models default --data data/panda_push_heldout \\
+        --json docs/results/contact_fidelity.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vap_env.data import EpisodeDataset
+from vap_env.envs.imagined_world import ImaginedWorld
+from vap_env.evaluate.comparison import camera_mode
+from vap_env.evaluate.replay import fidelity_curves, object_centre_errors, open_loop_replays
+from vap_env.evaluate.report import write_json
+from vap_env.evaluate.segmenter import RobotSegmenter, fit_for_evaluation
+from vap_env.model.loading import default_model_path, load_world_model
+
+HORIZONS = (1, 4, 8, 16)
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if np.isfinite(v)]
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def score(model, episodes: list, segmenter: RobotSegmenter, horizon: int, moved: float) -> dict:
+    """The figures of one model on ``episodes`` (see the module docstring)."""
+    first = episodes[0]
+    world = ImaginedWorld(model, robot=first.robot, task=first.task, camera=camera_mode(episodes),
+                          obs_mode="image", reset_mode="sim", action_mode=first.action_mode)  # fmt: skip
+    try:
+        replays = open_loop_replays(world, episodes, horizon, batch_size=16, progress=True)
+        centres = [object_centre_errors(r, world.detector, world.object_region) for r in replays]
+    finally:
+        world.close()
+    curves = [fidelity_curves(r, segmenter, has_object=True) for r in replays]
+    full = [i for i, r in enumerate(replays) if len(r.imagined) >= horizon]
+    moved_ids = [i for i in full if centres[i]["displacement"][horizon - 1] >= moved]
+    h = horizon - 1
+
+    def at(ids: list[int], world_name: str, name: str, step: int) -> float | None:
+        return _mean([curves[i][world_name][name][step] for i in ids])
+
+    out: dict = {
+        "episodes": len(replays),
+        "start_matches": float(np.mean([r.start_matches for r in replays])),
+        "moved_episodes": len(moved_ids),
+        "moved": {
+            "centre_error_m": {
+                "model": _mean([centres[i]["model"][h] for i in moved_ids]),
+                "baseline": _mean([centres[i]["baseline"][h] for i in moved_ids]),
+            },
+            "object_st_iou": {w: at(moved_ids, w, "object_st_iou", h) for w in ("model", "baseline")},
+            "cube_found": _mean([float(centres[i]["found"][h]) for i in moved_ids]),
+            "true_displacement_m": _mean([centres[i]["displacement"][h] for i in moved_ids]),
+        },
+        "all": {},
+    }
+    for step in HORIZONS:
+        if step > horizon:
+            continue
+        ids = [i for i, r in enumerate(replays) if len(r.imagined) >= step]
+        out["all"][str(step)] = {
+            name: {w: at(ids, w, name, step - 1) for w in ("model", "baseline")}
+            for name in ("psnr", "object_st_iou", "robot_st_iou")
+        } | {
+            "centre_error_m": {
+                "model": _mean([centres[i]["model"][step - 1] for i in ids]),
+                "baseline": _mean([centres[i]["baseline"][step - 1] for i in ids]),
+            }
+        }
+    return out
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    for name, r in results["models"].items():
+        m, h = r["moved"], results["horizon"]
+        lines += [
+            f"{name}: {r['episodes']} episodes ({r['moved_episodes']} with the cube moved >= "
+            f"{results['moved_m'] * 100:.0f} cm by step {h}), start matches {r['start_matches']:.2f}",
+            "",
+            "| subset | figure | model | repeat baseline |",
+            "|---|---|---|---|",
+            f"| moved | centre error at {h} (cm) | {_cm(m['centre_error_m']['model'])} | "
+            f"{_cm(m['centre_error_m']['baseline'])} |",
+            f"| moved | object ST-IoU at {h} | {_f(m['object_st_iou']['model'])} | "
+            f"{_f(m['object_st_iou']['baseline'])} |",
+        ]
+        for step, row in r["all"].items():
+            for figure in ("psnr", "object_st_iou", "robot_st_iou"):
+                lines.append(f"| all | {figure} at {step} | {_f(row[figure]['model'])} | "
+                             f"{_f(row[figure]['baseline'])} |")  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _cm(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.2f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["default"], help="saved models; default: default")
+    p.add_argument("--data", type=Path, required=True, help="held-out push episodes (`vap-env collect`)")
+    p.add_argument("--segmenter", type=Path, help="robot segmenter directory; default: fit one here")
+    p.add_argument("--horizon", type=int, default=16, help="steps replayed; default: 16")
+    p.add_argument("--moved", type=float, default=0.02, help="cube displacement (m) of the moved subset")
+    p.add_argument("--episodes", type=int, help="only the first N episodes; default: all")
+    p.add_argument("--json", type=Path, required=True, help="where the figures go")
+    p.add_argument("--seed", type=int, default=0, help="sampling noise seed; default: 0")
+    args = p.parse_args()
+
+    dataset = EpisodeDataset(args.data)
+    if dataset.task != "push":
+        raise SystemExit(f"{args.data} holds {dataset.task!r} episodes: contact fidelity needs push")
+    episodes = [dataset[i] for i in range(min(len(dataset), args.episodes or len(dataset)))]
+    models = {name: load_world_model(name) for name in args.models}
+    if args.segmenter:
+        segmenter = RobotSegmenter.load(args.segmenter)
+    else:
+        first_model = next(iter(models.values()))
+        segmenter = fit_for_evaluation(
+            dataset.robot, "push", dataset.image_size[0], camera_mode(episodes), progress=True,
+            codec=first_model.codec,
+        )  # fmt: skip
+    results: dict = {"data": str(args.data), "horizon": args.horizon, "moved_m": args.moved, "models": {}}
+    results["segmenter_heldout_iou"] = segmenter.info.get("heldout_iou")
+    for name, model in models.items():
+        torch.manual_seed(args.seed)
+        start = time.perf_counter()
+        results["models"][name] = score(model, episodes, segmenter, args.horizon, args.moved)
+        results["models"][name]["path"] = str(default_model_path() if name == "default" else name)
+        results["models"][name]["seconds"] = round(time.perf_counter() - start, 1)
+    results["command"] = " ".join(["python", *sys.argv])
+    write_json(args.json, results)
+    print(markdown(results))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
