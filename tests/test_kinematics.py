@@ -95,3 +95,22 @@ def test_two_robots_do_not_share_a_client():
     a.close()
     a.close()  # closing twice is harmless
     b.close()
+
+
+def test_ee_pose_is_remembered_but_never_stale():
+    """``ee_pose`` reuses the pose of the state the model holds (IK's last check, then its caller's), hands out
+    copies, and recomputes as soon as the state changes: it always equals a fresh model's answer."""
+    robot, fresh = Robot("panda"), Robot("panda")
+    q1, q2 = robot.home, robot.home + 0.1
+    first = robot.ee_pose(q1)
+    first[0][:], first[1][:] = 9.0, 9.0  # callers may write into what they get
+    for q, gripper in ((q1, 1.0), (q1, 1.0), (q2, 1.0), (q1, 0.0), (q2, 0.0)):
+        robot.pose(q, gripper)
+        fresh.pose(q, gripper)
+        for got, want in zip(robot.ee_pose(q), fresh.ee_pose(q), strict=True):
+            np.testing.assert_array_equal(got, want)
+    q = robot.ik([0.5, 0.1, 0.2], q_init=q2)
+    np.testing.assert_array_equal(robot.ee_pose(q)[0], fresh.ee_pose(q)[0])
+    assert np.linalg.norm(robot.ee_pose(q)[0] - [0.5, 0.1, 0.2]) < 1e-3
+    robot.close()
+    fresh.close()

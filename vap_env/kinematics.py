@@ -98,7 +98,8 @@ class Robot:
         self.home = np.asarray(self.desc.home, dtype=np.float64)
         self._ee_offset = np.asarray(self.desc.ee_offset, dtype=np.float64)
         self.ee_down_orientation = np.array(p.getQuaternionFromEuler(self.desc.ee_down_euler))
-        self._q_cache: tuple[bytes, float] | None = None
+        self._q_cache: tuple[bytes, float] | None = None  # the state the private client holds
+        self._ee_cache: tuple[tuple[bytes, float], np.ndarray, np.ndarray] | None = None  # ee_pose there
 
     def _require(self, table: dict[str, int], name: str, what: str) -> int:
         if name not in table:
@@ -133,11 +134,11 @@ class Robot:
             raise ValueError(
                 f"robot {self.name!r}: expected {self.num_joints} joint positions, got shape {q.shape}"
             )
-        if not np.all(np.isfinite(q)):
-            raise ValueError(f"robot {self.name!r}: joint positions must be finite, got {q}")
         key = (q.tobytes(), float(gripper))
         if key == self._q_cache:
-            return
+            return  # already there (and checked when it was set)
+        if not np.isfinite(q).all():
+            raise ValueError(f"robot {self.name!r}: joint positions must be finite, got {q}")
         ids, vals = list(self.arm_joint_ids), list(q)
         if self.desc.gripper is not None:
             ids += self.gripper_joint_ids
@@ -197,9 +198,13 @@ class Robot:
 
     def ee_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """End-effector (tool centre point) position (3,) and quaternion xyzw (4,)."""
-        pos, orn = self.link_frames(q, self._q_cache[1] if self._q_cache else 1.0, [self.ee_link_id])
-        R = np.array(p.getMatrixFromQuaternion(orn[0])).reshape(3, 3)
-        return pos[0] + R @ self._ee_offset, orn[0]
+        self._set_state(q, self._q_cache[1] if self._q_cache else 1.0)
+        # Remembered for the state the client holds: IK's last check and its caller ask for the same pose.
+        if self._ee_cache is None or self._ee_cache[0] != self._q_cache:
+            pos, orn = self.link_frames(q, self._q_cache[1], [self.ee_link_id])
+            R = np.array(p.getMatrixFromQuaternion(orn[0])).reshape(3, 3)
+            self._ee_cache = (self._q_cache, pos[0] + R @ self._ee_offset, orn[0])
+        return self._ee_cache[1].copy(), self._ee_cache[2].copy()
 
     def ik(
         self,

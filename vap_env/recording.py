@@ -109,8 +109,14 @@ def collect(
             f"{', '.join(arm_robots())}"
         )
     task_spec(task)  # an unknown task is refused here, naming the known ones
+    # prompts are not stored (see the module docstring), so the env draws none
     env = gym.make(
-        env_id(robot, task), obs_mode="both", image_size=image_size, camera=camera, action_mode=action_mode
+        env_id(robot, task),
+        obs_mode="both",
+        image_size=image_size,
+        camera=camera,
+        action_mode=action_mode,
+        info_prompt=False,
     )
     try:
         fps = env.metadata.get("render_fps")

@@ -35,6 +35,18 @@ def test_bodies_by_name(panda_scene):
         panda_scene.remove_body("object")
 
 
+def test_base_pose_is_position_and_orientation(panda_scene):
+    quat = (0.0, 0.0, np.sin(0.2), np.cos(0.2))
+    panda_scene.set_base_pose("object", (0.45, -0.05, 0.025), quat)
+    position, orientation = panda_scene.get_base_pose("object")
+    np.testing.assert_array_equal(position, panda_scene.get_base_position("object"))
+    np.testing.assert_array_equal(orientation, panda_scene.get_base_orientation("object"))
+    np.testing.assert_allclose(position, (0.45, -0.05, 0.025), atol=1e-9)
+    np.testing.assert_allclose(orientation, quat, atol=1e-9)
+    with pytest.raises(ValueError, match="no body named 'mug'"):
+        panda_scene.get_base_pose("mug")
+
+
 def test_table_top_is_z0_and_cube_rests_on_it(panda_scene):
     panda_scene.restore()
     panda_scene.set_base_pose("object", (0.5, 0.1, 0.025))

@@ -179,6 +179,73 @@ def test_state_mode_never_renders(monkeypatch):
     env.close()
 
 
+def _trajectory(env: SimEnv, seed: int, steps: int) -> list:
+    """(obs, reward, terminated, info) of every step of a fixed random-action rollout, resets included."""
+    rng = np.random.default_rng(seed)
+    out = [(*env.reset(seed=seed), 0.0, False)]
+    for t in range(steps):
+        obs, reward, terminated, _, info = env.step(rng.uniform(-1.2, 1.2, env.action_space.shape))
+        out.append((obs, info, reward, terminated))
+        if terminated or t == steps // 2:
+            out.append((*env.reset(), 0.0, False))  # a reset mid-way, drawn from the env's np_random
+    return out
+
+
+def _assert_same(a, b, path: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}/{k}")
+    else:
+        np.testing.assert_array_equal(a, b, err_msg=path)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"task": "push", "obs_mode": "state"},
+        {"task": "reach", "obs_mode": "state", "action_mode": "joint_delta"},
+        {"task": "push", "obs_mode": "both", "camera": "random", "image_size": 32},
+    ],
+    ids=["push-state", "reach-state-joint", "push-both-random"],
+)
+def test_info_prompt_only_decides_the_prompt(kwargs):
+    """``info_prompt=False`` leaves ``info["prompt"]`` out and changes nothing else: the same seed and actions
+    give bit-identical observations (images too), rewards, terminations and other info entries."""
+    with_prompt, without = SimEnv(**kwargs), SimEnv(**kwargs, info_prompt=False)
+    assert with_prompt.info_prompt and not without.info_prompt
+    a, b = _trajectory(with_prompt, seed=4, steps=30), _trajectory(without, seed=4, steps=30)
+    with_prompt.close()
+    without.close()
+    for (obs_a, info_a, reward_a, term_a), (obs_b, info_b, reward_b, term_b) in zip(a, b, strict=True):
+        assert info_a["prompt"].shape == (with_prompt.image_size, with_prompt.image_size, 3)
+        assert "prompt" not in info_b
+        assert reward_a == reward_b and term_a == term_b
+        _assert_same(obs_a, obs_b)
+        _assert_same({k: v for k, v in info_a.items() if k != "prompt"}, info_b)
+    masks = "robot_mask" in a[-1][1]
+    assert masks == (kwargs["obs_mode"] != "state")  # masks come with rendered images, whatever the option
+
+
+def test_state_only_without_prompt_does_no_image_work(monkeypatch):
+    env = gym.make(env_id("panda", "push"), obs_mode="state", info_prompt=False)
+    base = env.unwrapped
+
+    def no_images(*args, **kwargs):
+        raise AssertionError("a state-only env with info_prompt=False must not draw or render")
+
+    monkeypatch.setattr(base.prompter, "render", no_images)
+    monkeypatch.setattr(base.scene, "render", no_images)
+    _, info = env.reset(seed=0)
+    for _ in range(3):
+        _, _, _, _, info = env.step(env.action_space.sample())
+    assert "prompt" not in info and "robot_mask" not in info
+    monkeypatch.undo()
+    assert base.frame().robot_mask.any()  # images are still there on demand
+    check_env(base)
+    env.close()
+
+
 def test_render_without_mode_warns():
     env = SimEnv(robot="panda", task="reach", obs_mode="state")
     env.reset(seed=0)
@@ -241,6 +308,9 @@ def _fraction_near_mask(uv: np.ndarray, mask: np.ndarray) -> float:
         ({"obs_mode": "depth"}, "image, state, both"),
         ({"prompt": "text"}, "skeleton"),
         ({"render_mode": "human"}, "rgb_array"),
+        ({"info_prompt": "no"}, "`info_prompt` must be True or False, got 'no'"),
+        ({"info_prompt": None}, "`info_prompt` must be True or False, got None"),
+        ({"info_prompt": 1}, "`info_prompt` must be True or False, got 1"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -230,6 +230,7 @@ class ImaginedWorld:
                 image_size=self.image_size,
                 camera=self.config.camera,
                 prompt="none",
+                info_prompt=False,  # the first frame and commanded state are all it reads
             )
         frame, info = self._sim.reset(seed=seed)
         frames = np.repeat(frame[None], self.spec.context_frames, axis=0)

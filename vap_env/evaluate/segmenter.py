@@ -292,7 +292,9 @@ def collect_segmentation_frames(
     from vap_env.policies import make_policy
     from vap_env.sim.registration import env_id
 
-    env = gym.make(env_id(robot, task), obs_mode="state", image_size=image_size, camera=camera)
+    env = gym.make(
+        env_id(robot, task), obs_mode="state", image_size=image_size, camera=camera, info_prompt=False
+    )
     frames, robot_masks, object_masks, episode = [], [], [], []
     try:
         for i in tqdm(range(episodes), desc="segmenter frames", unit="ep", disable=not progress):

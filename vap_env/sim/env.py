@@ -41,6 +41,12 @@ class SimEnv(gym.Env):
     afterwards. Both are reported in ``info``; the visual action prompt (``info["prompt"]``) is rendered from
     the commanded state, because the achieved one already shows what contact did.
 
+    The env does image work only when something asks for it: the camera image is rendered only for image
+    observations (``obs_mode="image"`` or ``"both"``), :meth:`render` and :meth:`frame`; the prompt is drawn
+    every step unless ``info_prompt=False``. A state-only env with ``info_prompt=False`` runs physics,
+    inverse kinematics and the state readout only (the fastest setting, for RL on states). The option only
+    decides what is drawn: the same seed and actions give the same states, rewards and images either way.
+
     ## Action Space
 
     ``action_mode="ee_delta"`` (default): ``Box(-1, 1, (4,), float32)`` = (dx, dy, dz, gripper). The TCP
@@ -103,6 +109,9 @@ class SimEnv(gym.Env):
     - ``camera``: ``"fixed"`` (the description's default), ``"random"`` (drawn at each reset) or a
       :class:`~vap_env.camera.Camera` (resized to ``image_size`` if its size differs).
     - ``prompt``: the visual action prompt kind in ``info["prompt"]`` (see ``vap_env.prompts``).
+    - ``info_prompt``: whether ``info`` carries ``"prompt"`` (default ``True``). ``False`` leaves the key out
+      and skips drawing it, for callers that never read it (state-only RL; recording, which redraws prompts
+      from the commanded state later). ``True`` or ``False`` only; anything else raises ``ValueError``.
     - ``render_mode``: ``None`` or ``"rgb_array"``.
     - ``substeps``: physics steps per env step.
     - ``max_ee_step`` (m) and ``max_joint_step`` (rad): the action scales.
@@ -111,9 +120,9 @@ class SimEnv(gym.Env):
 
     ``commanded_joints`` (J,), ``commanded_gripper``, ``commanded_ee_position`` (3,), ``joints`` (J,),
     ``gripper``, ``ee_position`` (3,), ``goal`` (3,), ``object_pose`` (7,: position, quaternion xyzw;
-    ``push`` only), ``is_success``, the ``reward_*`` parts, ``prompt`` and, whenever the step rendered an
-    image, ``robot_mask`` and ``object_mask`` ((H, W) bool; state-only envs render them on demand with
-    :meth:`frame`).
+    ``push`` only), ``is_success``, the ``reward_*`` parts, ``prompt`` (unless ``info_prompt=False``) and,
+    whenever the step rendered an image (image observations), ``robot_mask`` and ``object_mask`` ((H, W)
+    bool; state-only envs render them on demand with :meth:`frame`).
 
     Public attributes for scripted policies and recorders: ``interface`` (what policies read, an
     :class:`~vap_env.envs.interface.EnvInterface` as in the world-model envs), ``camera`` (this episode's
@@ -142,8 +151,12 @@ class SimEnv(gym.Env):
         substeps: int = 20,
         max_ee_step: float = 0.02,
         max_joint_step: float = 0.05,
+        info_prompt: bool = True,
     ) -> None:
         self._validate(task, action_mode, obs_mode, image_size, camera, prompt, render_mode, substeps)
+        if not isinstance(info_prompt, bool | np.bool_):
+            raise ValueError(f"`info_prompt` must be True or False, got {info_prompt!r}")
+        self.info_prompt = bool(info_prompt)
         self.desc = self._load_robot(robot)
         self.task_name, self.action_mode, self.obs_mode = task, action_mode, obs_mode
         self.image_size, self.render_mode, self.substeps = int(image_size), render_mode, int(substeps)
@@ -154,6 +167,7 @@ class SimEnv(gym.Env):
         self.scene = TabletopScene(self.desc, goal_shape=task_cls.goal_shape, with_object=task_cls.has_object)
         self._arm_ids = self.scene.joint_ids("robot", self.desc.arm_joints)
         self._grip_ids = self.scene.joint_ids("robot", self.desc.gripper.joints) if self.desc.gripper else []
+        self._joint_ids = self._arm_ids + self._grip_ids  # one PyBullet call reads or drives them all
         self._forces = np.concatenate(
             [
                 self.scene.joint_max_forces("robot", self._arm_ids, _DEFAULT_ARM_FORCE),
@@ -252,16 +266,15 @@ class SimEnv(gym.Env):
             self._camera = self._sampler.sample(self.np_random, self.image_size, self.image_size)
             self.prompter = ActionPrompter(self.robot, self._camera, kind=self._prompt_kind)
         self.scene.set_joint_angles(
-            "robot",
-            self._arm_ids + self._grip_ids,
-            np.concatenate([self.robot.home, self._gripper_positions(1.0)]),
+            "robot", self._joint_ids, np.concatenate([self.robot.home, self._gripper_positions(1.0)])
         )
         self.controller.reset(self.robot.home, 1.0)
         self._send_command()
         self.task.reset(self.np_random)
         self._measure()
         obs = self._get_obs()
-        return obs, self._get_info()
+        info, _ = self._get_info()
+        return obs, info
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         self.controller.step(action)
@@ -269,8 +282,8 @@ class SimEnv(gym.Env):
         self.scene.step(self.substeps)
         self._measure()
         obs = self._get_obs()
-        info = self._get_info()
-        reward = float(self.task.compute_reward(self.task.get_achieved_goal(), info["goal"], info))
+        info, achieved = self._get_info()
+        reward = float(self.task.compute_reward(achieved, info["goal"], info))
         return obs, reward, bool(info["is_success"]), False, info
 
     def render(self) -> np.ndarray | None:
@@ -299,13 +312,15 @@ class SimEnv(gym.Env):
     def _send_command(self) -> None:
         cmd = self.controller.command
         targets = np.concatenate([cmd.joints, self._gripper_positions(cmd.gripper)])
-        self.scene.control_joints("robot", self._arm_ids + self._grip_ids, targets, self._forces)
+        self.scene.control_joints("robot", self._joint_ids, targets, self._forces)
 
     def _measure(self) -> None:
         """Read the achieved state; the TCP comes from the kinematic model, so it matches the prompt's FK."""
-        self._q = self.scene.get_joint_angles("robot", self._arm_ids)
+        angles = self.scene.get_joint_angles("robot", self._joint_ids)
+        n = len(self._arm_ids)
+        self._q = angles[:n].copy()
         grip = self.desc.gripper
-        self._grip = grip.openness(self.scene.get_joint_angles("robot", self._grip_ids)) if grip else 0.0
+        self._grip = grip.openness(angles[n:]) if grip else 0.0
         self._ee = self.robot.ee_pose(self._q)[0]
         self._render = None
 
@@ -323,7 +338,8 @@ class SimEnv(gym.Env):
             return self.frame().rgb.copy()
         return {"image": self.frame().rgb.copy(), "state": self._state()}
 
-    def _get_info(self) -> dict[str, Any]:
+    def _get_info(self) -> tuple[dict[str, Any], np.ndarray]:
+        """The step's ``info`` and the task's achieved goal (read once, for the reward too)."""
         achieved, goal = self.task.get_achieved_goal(), self.task.get_goal()
         cmd = self.controller.command
         info: dict[str, Any] = {
@@ -339,11 +355,12 @@ class SimEnv(gym.Env):
             info["object_pose"] = self.task.get_object_pose()
         info["is_success"] = bool(self.task.is_success(achieved, goal))
         info.update({k: float(v) for k, v in self.task.reward_terms(achieved, goal, self._ee).items()})
-        info["prompt"] = self.prompter.render(cmd.joints, cmd.gripper)
+        if self.info_prompt:
+            info["prompt"] = self.prompter.render(cmd.joints, cmd.gripper)
         if self._render is not None:
             info["robot_mask"] = self._render.robot_mask.copy()
             info["object_mask"] = self._render.object_mask.copy()
-        return info
+        return info, achieved
 
 
 def state_layout(num_joints: int, has_object: bool) -> dict[str, slice]:

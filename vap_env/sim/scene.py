@@ -246,6 +246,11 @@ class TabletopScene:
         """Quaternion xyzw (4,)."""
         return np.array(self.client.getBasePositionAndOrientation(self.body_id(body))[1])
 
+    def get_base_pose(self, body: str) -> tuple[np.ndarray, np.ndarray]:
+        """Position (3,) and quaternion xyzw (4,), from one PyBullet call."""
+        position, orientation = self.client.getBasePositionAndOrientation(self.body_id(body))
+        return np.array(position), np.array(orientation)
+
     def get_base_velocity(self, body: str) -> np.ndarray:
         """Linear velocity (3,)."""
         return np.array(self.client.getBaseVelocity(self.body_id(body))[0])
@@ -285,8 +290,9 @@ class TabletopScene:
 
     # ----------------------------------------------------------------------------------------- simulation
     def step(self, substeps: int = 1) -> None:
+        step = self.client.stepSimulation  # looked up once: BulletClient builds a partial per lookup
         for _ in range(substeps):
-            self.client.stepSimulation()
+            step()
 
     def restore(self) -> None:
         """Back to the state right after construction, independent of history (for same-seed replays).

@@ -111,8 +111,7 @@ class Task(ABC):
 
     def get_object_pose(self) -> np.ndarray:
         """(7,) the object's position and quaternion xyzw (tasks with an object)."""
-        scene = self.scene
-        return np.concatenate([scene.get_base_position("object"), scene.get_base_orientation("object")])
+        return np.concatenate(self.scene.get_base_pose("object"))
 
     def is_success(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
         """Boolean (...,): within ``distance_threshold`` of the goal."""
