@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from vap_env.cli import build_parser
-from vap_env.evaluate.config import DEFAULT_POLICIES, SEED, EvaluateConfig
+from vap_env.evaluate.config import SEED, EvaluateConfig
 from vap_env.train.config import CodecTrainConfig, WorldModelTrainConfig
 
 COMMANDS = ("robots", "collect", "info", "train", "train-codec", "evaluate", "rollout")
@@ -82,7 +82,7 @@ def test_evaluate_and_rollout_flags_default_to_the_config_defaults() -> None:
     args = build_parser().parse_args(["evaluate", "--out", "o"])
     config = EvaluateConfig()
     assert EvaluateConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)}) == config
-    assert args.policies == DEFAULT_POLICIES and args.seed == SEED == 400_000 and args.model == "default"
+    assert args.policies is None and args.seed == SEED == 400_000 and args.model == "default"
     args = build_parser().parse_args(["rollout", "--out", "o.mp4"])
     assert (args.seed, args.task, args.camera, args.num_inference_steps) == (SEED, "push", "fixed", None)
 

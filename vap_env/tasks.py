@@ -37,6 +37,9 @@ class TaskSpec:
             signature of :func:`~vap_env.envs.estimation.estimate_reach_state` (:meth:`state_estimator`).
         expert: ``"module:Class"`` of its scripted expert policy, built as ``Class(env, noise=...,
             hesitation=..., seed=...)`` by ``make_policy("scripted")``; ``None``: the task has none.
+        policy_family: The policy specs ``vap-env evaluate`` runs on the task by default: a family whose
+            simulator outcomes a faithful world model must reproduce and rank (see :data:`GRADED_POLICIES`
+            and :data:`CONTACT_POLICIES`).
     """
 
     name: str
@@ -45,6 +48,7 @@ class TaskSpec:
     has_object: bool
     estimator: str
     expert: str | None = None
+    policy_family: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -120,6 +124,22 @@ def resolve(ref: str) -> Any:
     return obj
 
 
+GRADED_POLICIES = (
+    "scripted:noise=0",
+    "scripted:noise=0.3,hesitation=0.1",
+    "scripted:noise=0.6,hesitation=0.2",
+    "scripted:noise=1.0,hesitation=0.3",
+    "random",
+)
+"""A graded family, from the clean expert down to random actions: what ranking needs."""
+
+CONTACT_POLICIES = ("scripted:aim=180", "scripted:hover=0.08")
+"""Push policies that move or pass the cube without solving the task: a clean push away from the goal and a
+pass above the cube. A world model that counts any contact as success, or shows the cube moving wherever the
+gripper goes, scores them as solving the task; the simulator does not (0 of 25 and 0 of 20 recorded Panda
+episodes; the first moves the cube 17.7 cm on average, the second not at all: experiment 3 of
+docs/results/interaction_experiments.md)."""
+
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
@@ -131,6 +151,7 @@ TASKS: dict[str, TaskSpec] = {
             has_object=False,
             estimator="vap_env.envs.estimation:estimate_reach_state",
             expert="vap_env.policies.scripted:ScriptedReachPolicy",
+            policy_family=GRADED_POLICIES,
         ),
         TaskSpec(
             name="push",
@@ -139,6 +160,7 @@ TASKS: dict[str, TaskSpec] = {
             has_object=True,
             estimator="vap_env.envs.estimation:estimate_push_state",
             expert="vap_env.policies.scripted:ScriptedPushPolicy",
+            policy_family=GRADED_POLICIES + CONTACT_POLICIES,
         ),
     )
 }

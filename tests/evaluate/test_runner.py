@@ -14,11 +14,12 @@ import pytest
 from vap_env.cli import evaluate as evaluate_command
 from vap_env.cli import rollout as rollout_command
 from vap_env.cli.evaluate import split_policies
-from vap_env.evaluate.config import DEFAULT_POLICIES
+from vap_env.evaluate.config import EvaluateConfig
 from vap_env.evaluate.report import plain, side_by_side, slug
 from vap_env.evaluate.rollout import rollout
 from vap_env.evaluate.runner import evaluate
 from vap_env.evaluate.segmenter import SegmenterConfig
+from vap_env.tasks import CONTACT_POLICIES, GRADED_POLICIES
 
 POLICIES = ["scripted:noise=0", "random"]
 HORIZON = 3
@@ -145,7 +146,9 @@ def _parser() -> argparse.ArgumentParser:
 def test_evaluate_parser_defaults_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     args = _parser().parse_args(["evaluate", "--model", "default", "--out", "x"])
     assert args.model == "default" and args.task == "push" and args.episodes == 10 and args.horizon == 16
-    assert args.policies == DEFAULT_POLICIES and len(DEFAULT_POLICIES) == 5
+    assert args.policies is None  # the task's family
+    assert EvaluateConfig(task="push").policies == GRADED_POLICIES + CONTACT_POLICIES
+    assert EvaluateConfig(task="reach").policies == GRADED_POLICIES and len(GRADED_POLICIES) == 5
     with pytest.raises(SystemExit) as exit_info:
         _parser().parse_args(["evaluate", "--help"])
     assert exit_info.value.code == 0

@@ -12,7 +12,8 @@ import dataclasses
 import sys
 
 from vap_env.cli.arguments import Flag, add_config_flags, config_values
-from vap_env.evaluate.config import DEFAULT_POLICIES, EvaluateConfig
+from vap_env.evaluate.config import EvaluateConfig
+from vap_env.tasks import TASKS
 
 DESCRIPTION = """\
 Evaluate a world model against the PyBullet simulator, in two ways.
@@ -88,7 +89,8 @@ EVALUATE_FLAGS = (
         "spec before it, so `scripted:noise=0.3,hesitation=0.1,random` is two policies); NAME=SPEC names one "
         "in the report (`mine=sb3:ppo.zip;scripted;random`); at least two for correlations. SB3 zips are "
         "unpickled, which can run code: load only trusted checkpoints",
-        default_text="a graded family of five, " + "; ".join(DEFAULT_POLICIES),
+        default_text="the task's family: "
+        + "; ".join(f"{name}: " + ", ".join(spec.policy_family) for name, spec in TASKS.items()),
     ),
     "episodes",
     Flag("horizon", metavar="H"),

@@ -10,16 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from vap_env.modes import CAMERA_MODES
-from vap_env.tasks import TASKS
-
-DEFAULT_POLICIES = (
-    "scripted:noise=0",
-    "scripted:noise=0.3,hesitation=0.1",
-    "scripted:noise=0.6,hesitation=0.2",
-    "scripted:noise=1.0,hesitation=0.3",
-    "random",
-)
-"""A graded family, from the clean expert down to random actions: what ranking needs."""
+from vap_env.tasks import TASKS, task_spec
 
 SEED = 400_000
 """Reset seed of the first evaluated episode. `vap-env collect` starts at 0 and the shipped default model
@@ -36,7 +27,9 @@ class EvaluateConfig:
         task: The task, ``push`` or ``reach``.
         policies: Policy specs (``vap_env.policies.make_policy``; ``sb3:FILE.zip`` unpickles the file: load
             only trusted checkpoints), each named by its text or ``NAME=SPEC``; at least two for
-            correlations. ``evaluate`` also takes a dict ``name -> source`` (a spec, a policy object, a class
+            correlations. By default (``None``) the task's family (``TaskSpec.policy_family``): the graded
+            scripted experts and random actions, and on push two policies that touch the cube without
+            solving the task. ``evaluate`` also takes a dict ``name -> source`` (a spec, a policy object, a class
             or a factory).
         episodes: Episodes per policy and world.
         horizon: Open-loop replay steps ``H`` (fidelity at horizons ``1..H``).
@@ -58,7 +51,7 @@ class EvaluateConfig:
 
     robot: str | None = None
     task: str = dataclasses.field(default="push", metadata={"choices": tuple(TASKS)})
-    policies: tuple[str, ...] = DEFAULT_POLICIES
+    policies: tuple[str, ...] | None = None
     episodes: int = 10
     horizon: int = 16
     seed: int = SEED
@@ -70,7 +63,9 @@ class EvaluateConfig:
     disagreement_videos: int = 10
 
     def __post_init__(self) -> None:
-        self.policies = tuple(self.policies)
+        if self.task not in TASKS:
+            raise ValueError(f"`task` must be one of {list(TASKS)}, got {self.task!r}")
+        self.policies = task_spec(self.task).policy_family if self.policies is None else tuple(self.policies)
         if not self.policies:
             raise ValueError("`policies` must name at least one policy spec, got none")
         for name in ("episodes", "horizon", "batch_size"):

@@ -60,7 +60,7 @@ def evaluate(
     model_dir: str | Path | WorldModel,
     robot: str | None = EvaluateConfig.robot,
     task: str = EvaluateConfig.task,
-    policies: Mapping[str, PolicySource] | Sequence[str] = EvaluateConfig.policies,
+    policies: Mapping[str, PolicySource] | Sequence[str] | None = EvaluateConfig.policies,
     episodes: int = EvaluateConfig.episodes,
     horizon: int = EvaluateConfig.horizon,
     out_dir: str | Path = "evaluation",
@@ -89,7 +89,7 @@ def evaluate(
         policies: ``name -> source`` (a spec string, a policy object with ``act``/``reset`` or a batch policy
             with ``act_batch``, a policy class, or a factory ``(env) -> policy``), or spec strings (each
             named by its text, or ``NAME=SPEC``); at least two for correlations. SB3 checkpoints are
-            unpickled: load only trusted ones.
+            unpickled: load only trusted ones. ``None``: the task's family (``TaskSpec.policy_family``).
         episodes: Episodes per policy and world.
         horizon: Steps ``H`` of the open-loop replays (fidelity at horizons ``1..H``).
         out_dir: Where ``report.json``, ``report.md``, the plots, ``videos/`` and a fitted ``segmenter/`` go.
@@ -135,6 +135,8 @@ def evaluate(
         KeyboardInterrupt: Interrupted during the policy loop, after writing the partial report.
     """
     start, out_dir = time.perf_counter(), Path(out_dir)
+    if policies is None:  # the task's family (an unknown task is refused here, naming the known ones)
+        policies = task_spec(task).policy_family
     sources = named_sources(policies)
     EvaluateConfig(robot=robot, task=task, policies=tuple(sources), episodes=episodes, horizon=horizon,
                    seed=seed, max_steps=max_steps, camera=camera, num_inference_steps=num_inference_steps,
