@@ -31,9 +31,10 @@ record reach 40 data/panda_reach_train "scripted:noise=0.0 10000" "scripted:nois
 record reach 10 data/panda_reach_heldout "scripted:noise=0.0 110000" "scripted:noise=0.5,hesitation=0.15 111000"
 
 # 2. The codec (4x, 8 latent channels). The shipped one trained 2500 steps, then was resumed to 4000
-#    (a warm restart of the cosine schedule); a single `--steps 4000` run is the clean equivalent.
+#    (a warm restart of the cosine schedule); a single `--steps 4000` run is the clean equivalent. It was
+#    trained before the codec loss weighted the cube (`--object-weight`, default 30 since): 0 reproduces it.
 OMP_NUM_THREADS=2 vap-env train-codec --data data/panda_push_train --val-data data/panda_push_heldout \
-  --out runs/codec4 --image-size 64 --steps 4000 --eval-every 500
+  --out runs/codec4 --image-size 64 --steps 4000 --eval-every 500 --object-weight 0
 
 # 3. The pretrain base (video continuation without actions), then the seven variants, 1500 control steps
 #    each, on two processes; then the evaluation of all of them (segmenter fit, open-loop replays).
