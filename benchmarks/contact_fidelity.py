@@ -20,7 +20,6 @@ recorded with (its camera included): their seeds must reproduce their first fram
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from vap_env.data import EpisodeDataset
 from vap_env.envs.imagined_world import ImaginedWorld
 from vap_env.evaluate.comparison import camera_mode
 from vap_env.evaluate.replay import fidelity_curves, object_centre_errors, open_loop_replays
-from vap_env.evaluate.report import write_json
+from vap_env.evaluate.report import write_benchmark
 from vap_env.evaluate.segmenter import RobotSegmenter, fit_for_evaluation
 from vap_env.model.loading import default_model_path, load_world_model
 
@@ -156,10 +155,7 @@ def main() -> None:
         results["models"][name] = score(model, episodes, segmenter, args.horizon, args.moved)
         results["models"][name]["path"] = str(default_model_path() if name == "default" else name)
         results["models"][name]["seconds"] = round(time.perf_counter() - start, 1)
-    results["command"] = " ".join(["python", *sys.argv])
-    write_json(args.json, results)
-    print(markdown(results))
-    print(f"wrote {args.json}")
+    write_benchmark(args.json, results, markdown)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Run (the default model's per-task figures in its model card; about 2 minutes on 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 
 from vap_env.data import EpisodeDataset
 from vap_env.evaluate.comparison import BASELINE, evaluate_variant, fidelity_table, markdown_table
-from vap_env.evaluate.report import write_json
+from vap_env.evaluate.report import write_benchmark
 from vap_env.evaluate.segmenter import RobotSegmenter
 from vap_env.model.loading import default_model_path, default_segmenter_path, load_world_model
 
@@ -77,10 +76,7 @@ def main() -> None:
             part[BASELINE] = table["baseline"]
             part["seconds"][name] = round(time.perf_counter() - start, 1)
         results["datasets"][str(data_dir)] = part
-    results["command"] = " ".join(["python", *sys.argv])
-    write_json(args.json, results)
-    print(markdown(results))
-    print(f"wrote {args.json}")
+    write_benchmark(args.json, results, markdown)
 
 
 if __name__ == "__main__":

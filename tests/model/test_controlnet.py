@@ -190,6 +190,26 @@ def test_trajectory_tokens_are_spatially_aligned() -> None:
     assert delta[4:, 4:].max() == 0
 
 
+@pytest.mark.parametrize("unshuffle", [2, 4])
+def test_unshuffled_trajectory_encoder_keeps_the_grid_the_alignment_and_every_pixel(unshuffle: int) -> None:
+    """Space-to-depth first: same token grid; a one-pixel change inside a token moves that token only."""
+    torch.manual_seed(0)
+    encoder = TrajectoryEncoder(
+        3, 8, spatial_stride=8, temporal_stride=1, base_channels=4, unshuffle=unshuffle
+    )
+    assert encoder.spatial[0].in_channels == 3 * unshuffle**2
+    video = torch.zeros(1, 1, 3, 32, 32)
+    for y, x in [(0, 0), (3, 5), (7, 7)]:  # every pixel position inside the top-left 8x8 token reaches it
+        poked = video.clone()
+        poked[..., y, x] = 1.0
+        with torch.no_grad():
+            delta = (encoder(poked) - encoder(video)).abs().sum(-1).view(4, 4)
+        assert delta[0, 0] > 1e-5
+        assert delta[2:, 2:].max() == 0
+    with pytest.raises(ValueError, match="`unshuffle` must be >= 1 and divide the spatial stride 8, got 3"):
+        TrajectoryEncoder(3, 8, spatial_stride=8, temporal_stride=1, base_channels=4, unshuffle=3)
+
+
 def test_state_embedding_starts_at_zero_and_checks_shapes() -> None:
     torch.manual_seed(0)
     embed = StateEmbedding(num_frames=2, state_dim=7, embed_dim=32, hidden_dim=16)

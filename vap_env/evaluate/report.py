@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,6 +60,19 @@ def write_json(path: Path, data: dict) -> Path:
     """Writes ``plain(data)`` as strict JSON (no NaN), atomically."""
     text = json.dumps(plain(data), indent=1, allow_nan=False)
     return _atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_benchmark(path: Path, results: dict, render: Callable[[dict], str]) -> Path:
+    """A benchmark's ending: records the command line in ``results``, writes them, prints ``render(results)``.
+
+    The command is the one that reproduces the file (``python benchmarks/NAME.py ...``), so a committed
+    result says how it was made.
+    """
+    results["command"] = " ".join(["python", *sys.argv])
+    written = write_json(path, results)
+    print(render(results))
+    print(f"wrote {path}")
+    return written
 
 
 def slug(spec: str) -> str:

@@ -33,6 +33,7 @@ ATTACHMENT_FIELDS = (
     "prompt_channels",
     "controlnet_layers",
     "controlnet_encoder_channels",
+    "controlnet_encoder_unshuffle",
     "lora_rank",
     "lora_alpha",
     "state_dim",
@@ -79,6 +80,9 @@ class WorldModelConfig:
         controlnet_layers: Base blocks copied into the ControlNet (image prompts only); 0 copies none and
             adds the projected prompt tokens after block 0 (the LoRA-only ablation).
         controlnet_encoder_channels: Base width of the ControlNet's trajectory encoder.
+        controlnet_encoder_unshuffle: Space-to-depth factor of the trajectory encoder's input (it must divide
+            codec spatial factor x ``patch_size``); 1 convolves the full-resolution prompt. 4 at 128x128 keeps
+            every prompt pixel and makes a CPU training step about twice as fast.
         lora_rank: LoRA rank on the attention projections; 0 disables LoRA (the ControlNet-only ablation).
         lora_alpha: LoRA alpha (scale ``alpha / rank``).
         state_dim: Size ``D`` of a state/action vector (``state`` prompts only).
@@ -112,6 +116,7 @@ class WorldModelConfig:
     use_learned_positional_embeddings: bool = False
     controlnet_layers: int = 14
     controlnet_encoder_channels: int = 64
+    controlnet_encoder_unshuffle: int = 1
     lora_rank: int = 64
     lora_alpha: float = 64.0
     state_dim: int = 0
@@ -148,6 +153,7 @@ class WorldModelConfig:
             "text_length",
             "patch_size",
             "controlnet_encoder_channels",
+            "controlnet_encoder_unshuffle",
             "state_hidden_dim",
         ):
             if getattr(self, name) < 1:

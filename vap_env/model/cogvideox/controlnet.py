@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import CogVideoXPatchEmbed, TimestepEmbedding, Timesteps
@@ -57,6 +58,10 @@ class TrajectoryEncoder(nn.Module):
         spatial_stride: Total spatial downsampling.
         temporal_stride: Total temporal downsampling.
         base_channels: Width of the first stage; it doubles at every stride-2 stage, up to 8x.
+        unshuffle: A lossless space-to-depth of the prompt frames before the first convolution
+            (``pixel_unshuffle``: ``r x r`` pixels become ``r^2`` channels), taking ``r`` of the spatial stride;
+            1 convolves the full-resolution frames. At 128x128 the full-resolution 3D convolutions are most
+            of a CPU training step; ``r = 4`` keeps every prompt pixel and cuts them by an order of magnitude.
     """
 
     def __init__(
@@ -66,16 +71,23 @@ class TrajectoryEncoder(nn.Module):
         spatial_stride: int,
         temporal_stride: int,
         base_channels: int,
+        unshuffle: int = 1,
     ) -> None:
         super().__init__()
         if spatial_stride < 1 or temporal_stride < 1:
             raise ValueError(
                 f"strides must be >= 1, got {spatial_stride} (spatial), {temporal_stride} (temporal)"
             )
+        if unshuffle < 1 or spatial_stride % unshuffle:
+            raise ValueError(
+                f"`unshuffle` must be >= 1 and divide the spatial stride {spatial_stride}, got {unshuffle}"
+            )
         self.spatial_stride = spatial_stride
         self.temporal_stride = temporal_stride
-        layers: list[nn.Module] = [nn.Conv3d(in_channels, base_channels, 3, padding=1)]
-        channels, remaining = base_channels, spatial_stride
+        self.unshuffle = unshuffle
+        first = nn.Conv3d(in_channels * unshuffle**2, base_channels, 3, padding=1)
+        layers: list[nn.Module] = [first]
+        channels, remaining = base_channels, spatial_stride // unshuffle
         while remaining > 1:
             # stride 2 while it divides, then one stage for whatever odd factor is left
             stride = 2 if remaining % 2 == 0 else remaining
@@ -110,6 +122,8 @@ class TrajectoryEncoder(nn.Module):
                 f"prompt video (F={num_frames}, H={height}, W={width}) does not fit strides spatial {s}, "
                 f"temporal {t}: H and W must be divisible by {s} and F must be {t}k + 1"
             )
+        if self.unshuffle > 1:
+            prompt_video = F.pixel_unshuffle(prompt_video, self.unshuffle)
         x = self.spatial(prompt_video.permute(0, 2, 1, 3, 4))  # (B, C, F, h, w)
         if self.temporal is not None:
             x = torch.cat([x[:, :, :1].expand(-1, -1, t - 1, -1, -1), x], dim=2)
@@ -162,6 +176,8 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         spatial_stride: Pixels per token side: codec spatial factor x ``patch_size``.
         temporal_stride: Prompt frames per token frame: the codec temporal factor.
         encoder_channels: Base width of the trajectory encoder.
+        encoder_unshuffle: Space-to-depth factor of the trajectory encoder's input (see
+            :class:`TrajectoryEncoder`); 1 convolves the full-resolution prompt.
     """
 
     _supports_gradient_checkpointing = True
@@ -200,6 +216,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         spatial_stride: int = 16,
         temporal_stride: int = 4,
         encoder_channels: int = 64,
+        encoder_unshuffle: int = 1,
     ) -> None:
         super().__init__()
         if patch_size_t is not None:
@@ -238,7 +255,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
                 self.ofs_embedding = TimestepEmbedding(ofs_embed_dim, ofs_embed_dim, timestep_activation_fn)
         # 2. The trajectory encoder, the ControlNet's only new input path
         self.trajectory_encoder = TrajectoryEncoder(
-            prompt_channels, inner_dim, spatial_stride, temporal_stride, encoder_channels
+            prompt_channels, inner_dim, spatial_stride, temporal_stride, encoder_channels, encoder_unshuffle
         )
         # 3. Copies of the first blocks and their zero-initialised output projections (adapter mode: one
         # projection of the trajectory tokens)
@@ -276,6 +293,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         temporal_stride: int,
         load_weights_from_transformer: bool = True,
         encoder_channels: int = 64,
+        encoder_unshuffle: int = 1,
     ) -> CogVideoXControlNet:
         """Builds a ControlNet for ``transformer``, copying its embeddings and first ``num_layers`` blocks.
 
@@ -288,6 +306,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
             temporal_stride: Codec temporal factor.
             load_weights_from_transformer: Copy the weights (else random init, zero output projections).
             encoder_channels: Base width of the trajectory encoder.
+            encoder_unshuffle: Space-to-depth factor of the trajectory encoder's input.
 
         Returns:
             The ControlNet, on the transformer's device and dtype.
@@ -305,6 +324,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
             spatial_stride=spatial_stride,
             temporal_stride=temporal_stride,
             encoder_channels=encoder_channels,
+            encoder_unshuffle=encoder_unshuffle,
         )
         controlnet = cls(**kwargs)
         if load_weights_from_transformer and num_layers > 0:

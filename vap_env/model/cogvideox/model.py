@@ -125,6 +125,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
                 spatial_stride=s * config.patch_size,
                 temporal_stride=f,
                 encoder_channels=config.controlnet_encoder_channels,
+                encoder_unshuffle=config.controlnet_encoder_unshuffle,
             )
         self.state_embedder = None
         if conditioning == "vector":

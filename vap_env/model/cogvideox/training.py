@@ -92,6 +92,7 @@ class ActionToVideoTrainingMixin:
             spatial_stride=s * c.patch_size,
             temporal_stride=f,
             encoder_channels=c.controlnet_encoder_channels,
+            encoder_unshuffle=c.controlnet_encoder_unshuffle,
         )
         self.set_stage(c.stage)
 
