@@ -324,6 +324,31 @@ def test_generate_shapes_and_seeding(make_model: ModelFactory, make_batch: Batch
     ).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("controlnet_layers", [1, 0])  # copied blocks; adapter mode
+@pytest.mark.parametrize("guidance_scale", [1.0, 2.5])
+def test_generate_encodes_the_prompts_once_and_samples_the_same_bits(
+    make_model: ModelFactory,
+    make_batch: BatchFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    controlnet_layers: int,
+    guidance_scale: float,
+) -> None:
+    model = perturb(make_model(controlnet_layers=controlnet_layers, num_inference_steps=3).eval())
+    context, _, prompts = make_batch(model, batch_size=3)
+    encoder = model.controlnet.trajectory_encoder
+    calls = []
+    monkeypatch.setattr(encoder, "forward", lambda x, f=encoder.forward: calls.append(x.shape[0]) or f(x))
+    lean = model.generate(context, prompts, generator=_seed(0), guidance_scale=guidance_scale)
+    assert calls == [3]  # once per call, on the conditional rows, whatever the steps
+    # the per-step path: the ControlNet encodes the prompts of its rows again at every step
+    predict = model._predict
+    monkeypatch.setattr(model, "_predict", lambda *args, trajectory=None: predict(*args))
+    calls.clear()
+    plain = model.generate(context, prompts, generator=_seed(0), guidance_scale=guidance_scale)
+    assert calls == [3] * (1 + 3)  # the tokens it now ignores, then once a step
+    assert torch.equal(lean, plain)
+
+
 def test_state_and_none_prompt_kinds(make_model: ModelFactory, make_batch: BatchFactory) -> None:
     state_model = make_model(prompt="state", state_dim=5)
     assert state_model.controlnet is None and state_model.state_embedder is not None

@@ -348,11 +348,12 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         hidden_states: Tensor,
         encoder_hidden_states: Tensor | None,
         timestep: int | float | Tensor | None,
-        prompt_video: Tensor,
+        prompt_video: Tensor | None,
         ofs: int | float | Tensor | None = None,
         image_rotary_emb: tuple[Tensor, Tensor] | None = None,
         attention_kwargs: dict[str, Any] | None = None,
         return_dict: bool = True,
+        trajectory_tokens: Tensor | None = None,
     ) -> CogVideoXControlNetOutput | tuple[tuple[Tensor, ...]]:
         """Computes the per-block residuals for the base transformer.
 
@@ -361,17 +362,25 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
             encoder_hidden_states: ``(B, L, text_embed_dim)`` text embeddings (unused in adapter mode).
             timestep: ``(B,)`` diffusion timesteps (unused in adapter mode, where it may be ``None``).
             prompt_video: ``(B, F_p, Cp, H, W)`` prompt frames in ``[-1, 1]`` with
-                ``F_p = temporal_stride (F - 1) + 1`` and ``H = h x spatial_stride / patch_size``.
+                ``F_p = temporal_stride (F - 1) + 1`` and ``H = h x spatial_stride / patch_size``; may be
+                ``None`` when ``trajectory_tokens`` are given.
             ofs: Offset embedding input (CogVideoX 1.5 I2V only).
             image_rotary_emb: The base's RoPE tables.
             attention_kwargs: Passed to the attention processors.
             return_dict: Whether to return a :class:`CogVideoXControlNetOutput` instead of a tuple.
+            trajectory_tokens: :meth:`encode_prompt` of the prompt video, in its place: a sampler calls the
+                ControlNet at every denoising step with the same prompt, whose tokens do not depend on the
+                noisy latents nor the timestep, so it encodes the prompt once.
 
         Returns:
             ``N`` residuals ``(B, F h w / p^2, inner_dim)``; one in adapter mode.
         """
+        if trajectory_tokens is None:
+            if prompt_video is None:
+                raise ValueError("the ControlNet needs `prompt_video` or its `trajectory_tokens`")
+            trajectory_tokens = self.encode_prompt(prompt_video, hidden_states.dtype)
         if not self.transformer_blocks:
-            return self._adapter_forward(hidden_states, prompt_video, return_dict)
+            return self._adapter_forward(hidden_states, trajectory_tokens, return_dict)
         if timestep is None or encoder_hidden_states is None:
             raise ValueError("a ControlNet with copied blocks needs the timestep and the text embeddings")
         # 1. Time embedding
@@ -385,7 +394,7 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
         text_seq_length = encoder_hidden_states.shape[1]
         encoder_hidden_states = hidden_states[:, :text_seq_length]
         hidden_states = hidden_states[:, text_seq_length:]
-        trajectory = self.trajectory_encoder(prompt_video.to(hidden_states.dtype))
+        trajectory = trajectory_tokens
         if trajectory.shape != hidden_states.shape:
             raise ValueError(
                 f"trajectory tokens {tuple(trajectory.shape)} do not match the patch tokens "
@@ -413,14 +422,25 @@ class CogVideoXControlNet(ModelMixin, ConfigMixin):
             return (tuple(samples),)
         return CogVideoXControlNetOutput(controlnet_block_samples=tuple(samples))
 
+    def encode_prompt(self, prompt_video: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """The trajectory tokens of a prompt video (``forward``'s ``prompt_video``), for ``trajectory_tokens``.
+
+        Args:
+            prompt_video: ``(B, F_p, Cp, H, W)`` prompt frames in ``[-1, 1]``.
+            dtype: The dtype to encode in (the base's hidden states'); the prompt's own when ``None``.
+
+        Returns:
+            ``(B, F h w / p^2, inner_dim)`` tokens, aligned with the patch tokens.
+        """
+        return self.trajectory_encoder(prompt_video if dtype is None else prompt_video.to(dtype))
+
     def _adapter_forward(
-        self, hidden_states: Tensor, prompt_video: Tensor, return_dict: bool
+        self, hidden_states: Tensor, trajectory: Tensor, return_dict: bool
     ) -> CogVideoXControlNetOutput | tuple[tuple[Tensor, ...]]:
         """Adapter mode: the trajectory tokens through the one zero-initialised projection."""
         batch_size, num_frames, _, height, width = hidden_states.shape
         p = self.config.patch_size
         expected = (batch_size, num_frames * (height // p) * (width // p), self.inner_dim)
-        trajectory = self.trajectory_encoder(prompt_video.to(hidden_states.dtype))
         if tuple(trajectory.shape) != expected:
             raise ValueError(
                 f"trajectory tokens {tuple(trajectory.shape)} do not match the patch tokens {expected}: "

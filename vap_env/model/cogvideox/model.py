@@ -238,8 +238,14 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         prompts: Tensor | None,
         control_scale: Tensor,
         rotary: tuple[Tensor, Tensor] | None,
+        trajectory: Tensor | None = None,
     ) -> Tensor:
-        """Base prediction with the control signal scaled per row; the ControlNet skips rows with scale 0."""
+        """Base prediction with the control signal scaled per row; the ControlNet skips rows with scale 0.
+
+        ``trajectory``: the ControlNet's tokens of ``prompts`` (:meth:`CogVideoXControlNet.encode_prompt`,
+        one row per row of ``model_input``), which the sampler encodes once for all its steps; encoded from
+        ``prompts`` here when ``None``.
+        """
         samples, added = None, None
         active = control_scale != 0
         if self.controlnet is not None and prompts is not None and bool(active.any()):
@@ -249,8 +255,9 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
                 model_input if run_all else model_input[rows],
                 text if run_all else text[rows],
                 timesteps if run_all else timesteps[rows],
-                prompts if run_all else prompts[rows],
+                None if trajectory is not None else prompts if run_all else prompts[rows],
                 image_rotary_emb=rotary,
+                trajectory_tokens=None if trajectory is None else trajectory if run_all else trajectory[rows],
             ).controlnet_block_samples
             samples = (
                 part
@@ -350,13 +357,14 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         conditioning = self._conditioning(context)
         text = self._text(batch_size, text_embeds)
         rotary = self._rotary()
+        rows = _RowInputs(self, conditioning, text, prompts)
 
         def denoise(latents: Tensor, timesteps: Tensor, control_scale: Tensor) -> Tensor:
             repeats = latents.shape[0] // batch_size  # 2 in the guided pass: [conditional, unconditional]
-            model_input = torch.cat([latents, conditioning.repeat(repeats, 1, 1, 1, 1)], dim=2)
-            rows_prompts = None if prompts is None else prompts.repeat(repeats, *[1] * (prompts.ndim - 1))
+            r = rows.repeated(repeats)
+            model_input = torch.cat([latents, r.conditioning], dim=2)
             return self._predict(
-                model_input, timesteps, text.repeat(repeats, 1, 1), rows_prompts, control_scale, rotary
+                model_input, timesteps, r.text, r.prompts, control_scale, rotary, trajectory=r.trajectory
             )
 
         num_latents = self.num_context_latents + self.num_target_latents
@@ -405,3 +413,52 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             if self.state_embedder is not None:
                 extras.update({f"state_embedder.{k}": v for k, v in self.state_embedder.state_dict().items()})
             save_weights_file(extras, tmp / EXTRAS_WEIGHTS)
+
+
+@dataclasses.dataclass
+class _Rows:
+    """The conditioning of the rows of one denoiser call (see :class:`_RowInputs`)."""
+
+    conditioning: Tensor
+    text: Tensor
+    prompts: Tensor | None
+    trajectory: Tensor | None
+
+
+class _RowInputs:
+    """What every denoising step of one ``generate`` call feeds the transformer besides the latents.
+
+    It does not change from step to step, so it is built once per batch layout (``repeats`` = 1, or 2 for
+    the classifier-free guidance rows) instead of at every step: the repeated conditioning latents, text and
+    prompts, and the ControlNet's trajectory tokens of the prompts, whose 3D convolutions at the prompts'
+    full resolution were a fifth of the denoising loop when recomputed at every step. The tensors are the
+    ones a per-step computation makes (the same values in the same contiguous layout, so the same kernels
+    give the same bits): only the repetition is gone.
+    """
+
+    def __init__(
+        self, model: ActionToVideoModel, conditioning: Tensor, text: Tensor, prompts: Tensor | None
+    ) -> None:
+        self.model, self.conditioning, self.text, self.prompts = model, conditioning, text, prompts
+        self._built: dict[int, _Rows] = {}
+
+    def repeated(self, repeats: int) -> _Rows:
+        """The inputs of ``repeats`` copies of the batch, stacked along the rows."""
+        if repeats not in self._built:
+            prompts = self.prompts
+            if prompts is not None:
+                prompts = prompts.repeat(repeats, *[1] * (prompts.ndim - 1))
+            trajectory = None
+            controlnet = self.model.controlnet
+            if controlnet is not None and prompts is not None:
+                # the ControlNet runs on the conditional rows, the first B: those of one copy
+                one = prompts[: self.conditioning.shape[0]]
+                tokens = controlnet.encode_prompt(one.contiguous(), self.model.dtype)
+                trajectory = tokens.repeat(repeats, 1, 1)
+            self._built[repeats] = _Rows(
+                self.conditioning.repeat(repeats, 1, 1, 1, 1),
+                self.text.repeat(repeats, 1, 1),
+                prompts,
+                trajectory,
+            )
+        return self._built[repeats]
