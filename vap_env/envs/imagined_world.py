@@ -284,28 +284,29 @@ class ImaginedWorld:
         return Camera.from_spec(self.desc.camera, self.image_size, self.image_size)
 
     # ----------------------------------------------------------------------------------------- stepping
-    @torch.no_grad()
+    @torch.inference_mode()
     def advance(self, episodes: list[ImaginedEpisode], actions: np.ndarray) -> None:
         """Applies ``actions`` (N, A) to ``episodes`` (N) with one batched ``generate`` call.
 
         Each action moves its episode's command (``vap_env.control``); the ``frames_per_step`` commands along
-        the way (interpolated in joint space) are drawn as prompts; the model generates that many frames from
-        the rolling context; the buffers roll and the task state is re-estimated from the newest frame.
+        the way (interpolated in joint space) are drawn as prompts, straight into the one (N, Tc + k, ...)
+        prompt batch of the call; the model generates that many frames from the rolling context; the buffers
+        roll and the task state is re-estimated from the newest frame. Inference mode, not only ``no_grad``:
+        nothing generated here ever reaches autograd, and it spares every op its version counting.
         """
         c, k = self.spec, self.spec.frames_per_step
         shape = self.action_space.shape
         actions = [
             check_action(a, shape, self.interface.action_mode) for a in actions
         ]  # all valid before any moves
-        new_prompts = []
-        for episode, action in zip(episodes, actions, strict=True):
+        tc = c.context_frames
+        prompts = np.empty((len(episodes), tc + k, *episodes[0].prompts.shape[1:]), episodes[0].prompts.dtype)
+        for i, (episode, action) in enumerate(zip(episodes, actions, strict=True)):
             start = episode.command
             end = episode.controller.step(action)
-            path = episode.controller.interpolate(start, end, k)
-            new_prompts.append(np.stack([episode.prompter.render(cmd.joints, cmd.gripper) for cmd in path]))
-        prompts = np.stack(
-            [np.concatenate([e.prompts, p]) for e, p in zip(episodes, new_prompts, strict=True)]
-        )
+            prompts[i, :tc] = episode.prompts
+            for j, cmd in enumerate(episode.controller.interpolate(start, end, k)):
+                prompts[i, tc + j] = episode.prompter.render(cmd.joints, cmd.gripper)
         context = frames_to_tensor(np.stack([e.frames for e in episodes]))
         frames = tensor_to_frames(
             self.model.generate(
@@ -316,9 +317,9 @@ class ImaginedWorld:
                 guidance_scale=self.config.guidance_scale,
             )
         )  # (N, k, H, W, 3)
-        for episode, new_frames, prompt in zip(episodes, frames, new_prompts, strict=True):
-            episode.frames = np.concatenate([episode.frames, new_frames])[-c.context_frames :]
-            episode.prompts = np.concatenate([episode.prompts, prompt])[-c.context_frames :]
+        for episode, new_frames, prompt in zip(episodes, frames, prompts, strict=True):
+            episode.frames = np.concatenate([episode.frames, new_frames])[-tc:]
+            episode.prompts = prompt[-tc:].copy()  # its own array: the batch is not kept
             episode.estimate = estimate_task_state(
                 self.interface.task_name,
                 episode.frames[-1],

@@ -277,7 +277,14 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             return_dict=False,
         )[0]
 
-    def _text(self, batch_size: int, text_embeds: Tensor | None) -> Tensor:
+    def _text(
+        self,
+        batch_size: int,
+        text_embeds: Tensor | None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        """The text rows; ``device`` and ``dtype`` (the model's when ``None``) as in :meth:`_check_prompts`."""
         if text_embeds is None:
             return self.null_text(batch_size)
         if text_embeds.ndim != 3 or text_embeds.shape[-1] != self.config.text_embed_dim:
@@ -285,7 +292,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
                 f"`text_embeds` must be (B or 1, L, {self.config.text_embed_dim}), "
                 f"got {tuple(text_embeds.shape)}"
             )
-        return text_embeds.to(self.device, self.dtype).expand(batch_size, -1, -1)
+        return text_embeds.to(device or self.device, dtype or self.dtype).expand(batch_size, -1, -1)
 
     def _check_frames(self, frames: Tensor, num_frames: int, name: str) -> None:
         expected = (num_frames, 3, *self.config.image_size)
@@ -294,8 +301,19 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
                 f"`{name}` must be (B, {', '.join(map(str, expected))}), got {tuple(frames.shape)}"
             )
 
-    def _check_prompts(self, prompts: Tensor | None, batch_size: int) -> Tensor | None:
-        """Validates the prompts; returns them on the model's device (``None`` for the ``none`` kind)."""
+    def _check_prompts(
+        self,
+        prompts: Tensor | None,
+        batch_size: int,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor | None:
+        """Validates the prompts; returns them on the model's device (``None`` for the ``none`` kind).
+
+        ``device`` and ``dtype``: the model's, when the caller has read them already (``None``: read here).
+        diffusers' ``ModelMixin.device`` and ``.dtype`` walk every submodule, about a millisecond each for
+        the tiny models, so :meth:`generate` reads them once rather than in every helper.
+        """
         c = self.config
         conditioning = prompt_kind(c.prompt).conditioning
         if conditioning == "none":
@@ -310,7 +328,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             raise ValueError(
                 f"`prompts` for prompt kind {c.prompt!r} must have shape {expected}, got {found}"
             )
-        return prompts.to(self.device, self.dtype)
+        return prompts.to(device or self.device, dtype or self.dtype)
 
     def _conditioning(self, context_latents: Tensor) -> Tensor:
         """``(B, Tc' + Tf', C, h, w)`` I2V conditioning channels: the context latents, then zeros."""
@@ -319,9 +337,11 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         )
         return torch.cat([context_latents, padding], dim=1)
 
-    def _rotary(self) -> tuple[Tensor, Tensor] | None:
+    def _rotary(self, device: torch.device | None = None) -> tuple[Tensor, Tensor] | None:
         num_latents = self.num_context_latents + self.num_target_latents
-        return rotary_embedding(self.transformer.config, *self.latent_size, num_latents, self.device)
+        return rotary_embedding(
+            self.transformer.config, *self.latent_size, num_latents, device or self.device
+        )
 
     @torch.no_grad()
     def generate(
@@ -350,14 +370,15 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         """
         c, batch_size = self.config, context_frames.shape[0]
         self._check_frames(context_frames, c.context_frames, "context_frames")
-        prompts = self._check_prompts(prompts, batch_size)
+        device, dtype = self.device, self.dtype  # once: each walks every submodule (see _check_prompts)
+        prompts = self._check_prompts(prompts, batch_size, device, dtype)
         if guidance_scale != 1.0 and prompts is None:
             raise ValueError("`guidance_scale` != 1 needs a control signal; prompt kind 'none' has none")
-        context = self.codec.encode(context_frames.to(self.device)).to(self.dtype)
+        context = self.codec.encode(context_frames.to(device)).to(dtype)
         conditioning = self._conditioning(context)
-        text = self._text(batch_size, text_embeds)
-        rotary = self._rotary()
-        rows = _RowInputs(self, conditioning, text, prompts)
+        text = self._text(batch_size, text_embeds, device, dtype)
+        rotary = self._rotary(device)
+        rows = _RowInputs(self.controlnet, conditioning, text, prompts)
 
         def denoise(latents: Tensor, timesteps: Tensor, control_scale: Tensor) -> Tensor:
             repeats = latents.shape[0] // batch_size  # 2 in the guided pass: [conditional, unconditional]
@@ -376,8 +397,8 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             generator=generator,
             guidance_scale=guidance_scale,
             known_prefix=context,
-            device=self.device,
-            dtype=self.dtype,
+            device=device,
+            dtype=dtype,
         )
         if self.codec.temporal_factor == 1:
             # per-frame codecs decode the generated frames alone; a causal one needs the whole clip
@@ -437,9 +458,13 @@ class _RowInputs:
     """
 
     def __init__(
-        self, model: ActionToVideoModel, conditioning: Tensor, text: Tensor, prompts: Tensor | None
+        self,
+        controlnet: CogVideoXControlNet | None,
+        conditioning: Tensor,
+        text: Tensor,
+        prompts: Tensor | None,
     ) -> None:
-        self.model, self.conditioning, self.text, self.prompts = model, conditioning, text, prompts
+        self.controlnet, self.conditioning, self.text, self.prompts = controlnet, conditioning, text, prompts
         self._built: dict[int, _Rows] = {}
 
     def repeated(self, repeats: int) -> _Rows:
@@ -449,11 +474,10 @@ class _RowInputs:
             if prompts is not None:
                 prompts = prompts.repeat(repeats, *[1] * (prompts.ndim - 1))
             trajectory = None
-            controlnet = self.model.controlnet
-            if controlnet is not None and prompts is not None:
+            if self.controlnet is not None and prompts is not None:
                 # the ControlNet runs on the conditional rows, the first B: those of one copy
                 one = prompts[: self.conditioning.shape[0]]
-                tokens = controlnet.encode_prompt(one.contiguous(), self.model.dtype)
+                tokens = self.controlnet.encode_prompt(one.contiguous(), self.conditioning.dtype)
                 trajectory = tokens.repeat(repeats, 1, 1)
             self._built[repeats] = _Rows(
                 self.conditioning.repeat(repeats, 1, 1, 1, 1),
