@@ -29,8 +29,8 @@ import torch
 from vap_env.data import EpisodeDataset
 from vap_env.envs.imagined_world import ImaginedWorld
 from vap_env.evaluate.comparison import camera_mode
-from vap_env.evaluate.replay import fidelity_curves, object_centre_errors, open_loop_replays
-from vap_env.evaluate.report import write_benchmark
+from vap_env.evaluate.replay import Replay, fidelity_curves, object_centre_errors, open_loop_replays
+from vap_env.evaluate.report import replay_frames, slug, write_benchmark, write_png, write_video
 from vap_env.evaluate.segmenter import RobotSegmenter, fit_for_evaluation
 from vap_env.model.loading import default_model_path, load_world_model
 
@@ -42,8 +42,11 @@ def _mean(values: list[float]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
-def score(model, episodes: list, segmenter: RobotSegmenter, horizon: int, moved: float) -> dict:
-    """The figures of one model on ``episodes`` (see the module docstring)."""
+def score(
+    model, episodes: list, segmenter: RobotSegmenter, horizon: int, moved: float
+) -> tuple[dict, list[Replay]]:
+    """The figures of one model on ``episodes`` (see the module docstring), and the replays of the
+    moved-cube subset (for videos)."""
     first = episodes[0]
     world = ImaginedWorld(model, robot=first.robot, task=first.task, camera=camera_mode(episodes),
                           obs_mode="image", reset_mode="sim", action_mode=first.action_mode)  # fmt: skip
@@ -88,7 +91,23 @@ def score(model, episodes: list, segmenter: RobotSegmenter, horizon: int, moved:
                 "baseline": _mean([centres[i]["baseline"][step - 1] for i in ids]),
             }
         }
-    return out
+    return out, [replays[i] for i in moved_ids]
+
+
+def write_moved_videos(out_dir: Path, replays: list[Replay]) -> list[str]:
+    """One side-by-side video (simulator | imagined | prompt) per moved-cube replay, and a contact sheet
+    ``moved.png``: every replay's frame at the horizon, stacked, to look at without a player."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, sheet = [], []
+    for replay in replays:
+        frames = replay_frames(replay)
+        name = f"{slug(replay.episode.policy)}_seed{replay.episode.seed}.mp4"
+        write_video(out_dir / name, frames)
+        written.append(name)
+        sheet.append(frames[-1])
+    if sheet:
+        write_png(out_dir / "moved.png", np.concatenate(sheet, axis=0))
+    return written
 
 
 def markdown(results: dict) -> str:
@@ -132,6 +151,8 @@ def main() -> None:
     p.add_argument("--episodes", type=int, help="only the first N episodes; default: all")
     p.add_argument("--json", type=Path, required=True, help="where the figures go")
     p.add_argument("--seed", type=int, default=0, help="sampling noise seed; default: 0")
+    p.add_argument("--videos", type=Path, help="write side-by-side videos of the moved-cube replays here, "
+                   "one folder per model")  # fmt: skip
     args = p.parse_args()
 
     dataset = EpisodeDataset(args.data)
@@ -152,9 +173,14 @@ def main() -> None:
     for name, model in models.items():
         torch.manual_seed(args.seed)
         start = time.perf_counter()
-        results["models"][name] = score(model, episodes, segmenter, args.horizon, args.moved)
+        results["models"][name], moved_replays = score(model, episodes, segmenter, args.horizon, args.moved)
         results["models"][name]["path"] = str(default_model_path() if name == "default" else name)
         results["models"][name]["seconds"] = round(time.perf_counter() - start, 1)
+        if args.videos:
+            folder = args.videos / slug(Path(name).name if name != "default" else name)
+            results["models"][name]["videos"] = [
+                str(folder / v) for v in write_moved_videos(folder, moved_replays)
+            ]
     write_benchmark(args.json, results, markdown)
 
 
