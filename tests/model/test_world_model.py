@@ -385,3 +385,53 @@ def test_latent_codec_with_two_context_frames(make_config: Callable[..., WorldMo
     )
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert model.generate(context, prompts, generator=_seed(0)).shape == (2, 2, 3, 32, 32)
+
+
+# ---------------------------------------------------------------------- the `change` target
+
+
+def test_change_target_is_the_scaled_change_from_the_context_the_model_sees(
+    make_model: ModelFactory,
+) -> None:
+    model = make_model(context_frames=2, target="change", change_scale=4.0)
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(3, 3, 3, 32, 32, generator=g)  # 2 context latents + 1 target (pixel codec)
+    context = latents[:, :2] + 0.1 * torch.randn(3, 2, 3, 32, 32, generator=g)  # noised, as in training
+    sample = model.to_target(latents, context)
+    assert torch.equal(sample[:, :2], latents[:, :2])
+    assert torch.allclose(sample[:, 2], (latents[:, 2] - context[:, 1]) * 4.0)
+    assert torch.allclose(model.from_target(sample, context), latents, atol=1e-6)
+    frame_model = make_model(context_frames=2)
+    assert frame_model.to_target(latents, context) is latents
+    unmeasured = make_model(target="change")
+    with pytest.raises(ValueError, match="no `change_scale`: it is measured on the training clips"):
+        unmeasured.to_target(latents[:, 1:], context[:, 1:])
+
+
+def test_a_change_model_that_predicts_no_change_repeats_the_last_context_frame(
+    make_model: ModelFactory, make_batch: BatchFactory
+) -> None:
+    # A network whose output is zero predicts a clean sample of zero from pure noise (zero terminal SNR) in
+    # one DDIM step: the frame model then generates the codec's zero (grey), the change model the last
+    # context frame, whatever the noise.
+    frames = {}
+    for target in ("frame", "change"):
+        model = make_model(context_frames=2, target=target, change_scale=3.0).eval()
+        with torch.no_grad():
+            model.transformer.proj_out.weight.zero_()
+            model.transformer.proj_out.bias.zero_()
+        context, _, prompts = make_batch(model, batch_size=2)
+        frames[target] = model.generate(context, prompts, num_inference_steps=1, generator=_seed(1))
+    assert torch.allclose(frames["change"][:, 0], context[:, 1], atol=1e-5)
+    assert frames["frame"].abs().max() < 1e-5
+
+
+def test_target_and_change_scale_are_validated_and_old_configs_load_as_frame_models() -> None:
+    with pytest.raises(ValueError, match=r"`target` must be one of \['frame', 'change'\], got 'delta'"):
+        WorldModelConfig.tiny(target="delta")
+    with pytest.raises(ValueError, match="`change_scale` must be > 0 or None"):
+        WorldModelConfig.tiny(target="change", change_scale=0.0)
+    saved = json.loads(WorldModelConfig.tiny().to_json())
+    del saved["target"], saved["change_scale"]  # a config written before the fields existed
+    old = WorldModelConfig.from_json(json.dumps(saved))
+    assert (old.target, old.change_scale) == ("frame", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
@@ -477,3 +478,25 @@ def test_cli_ablation_flags_and_a_new_prompt_on_a_pretrain_model(
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert model.controlnet.controlnet_blocks[0].weight.abs().max() > 0
     assert any(p.abs().max() > 0 for n, p in model.transformer.named_parameters() if ".lora_B" in n)
+
+
+def test_a_change_model_gets_its_scale_measured_on_the_training_clips_and_keeps_it(
+    episodes_dir: Path, tmp_path: Path
+) -> None:
+    model = tiny_config(num_layers=1, controlnet_layers=1, target="change")
+    config = fast_config(steps=2, log_every=1)
+    result = train_world_model(episodes_dir, tmp_path / "run", model, config)
+    saved = ActionToVideoModel.from_pretrained(result["model_dir"]).config
+    # independently: every training clip's change of its pixel-codec latents from its last context frame
+    train, _, _ = split_episodes([episodes_dir], None, config.val_episodes, config.val_fraction)
+    clips = ClipDataset(train, ClipConfig(prompt="skeleton", context_frames=1, target_frames=1))
+    changes = torch.stack([clips[i]["target"][0] - clips[i]["context"][-1] for i in range(len(clips))])
+    # the target is the change from the noised context: its variance adds the context noise's mean square
+    mean_square = math.exp(2 * model.context_noise_log_sigma + 2 * model.context_noise_log_sigma_std**2)
+    expected = 1.0 / math.sqrt(changes.std().item() ** 2 + mean_square)
+    assert saved.change_scale == pytest.approx(expected, rel=1e-4)
+    # frames of a push barely change between steps: the change is scaled up, several times
+    assert saved.change_scale > 3.0
+    # started from it, the model keeps the measured scale ("None" asks for a measurement, not a new one)
+    again = train_world_model(episodes_dir, tmp_path / "more", model, config, init_from=result["model_dir"])
+    assert ActionToVideoModel.from_pretrained(again["model_dir"]).config.change_scale == saved.change_scale

@@ -13,6 +13,8 @@ import json
 from vap_env.prompts.kinds import PROMPT_KINDS, prompt_kind
 
 STAGES = ("pretrain", "control", "joint")
+# What the diffusion generates for a new frame (WorldModelConfig.target).
+TARGETS = ("frame", "change")
 # Fields that may change between training runs on the same weights (e.g. pretrain -> control); every other
 # field fixes the architecture or the data the weights belong to.
 TRAINING_FIELDS = (
@@ -94,6 +96,16 @@ class WorldModelConfig:
             in training (CogVideoX's I2V recipe; GameNGen's augmentation); ``None`` disables it.
         context_noise_log_sigma_std: Standard deviation of that ``log sigma``.
         stage: Training stage, see :meth:`ActionToVideoModel.set_stage`.
+        target: What the diffusion generates for a new frame: ``frame``, its latents (the CogVideoX I2V way),
+            or ``change``, the difference of its latents from the last context frame's, times
+            ``change_scale``, added back to the context after sampling. Most of a frame does not change
+            between two control steps, so a ``change`` model's mean guess (zero) is "repeat the last frame"
+            and its capacity goes to what moves, the arm and the cube (experiment 6 of
+            ``docs/results/interaction_experiments.md``).
+        change_scale: Multiplies the latent change of a ``change`` model so that it has about unit variance
+            under the diffusion's noise; ``None`` lets the trainer measure it on the training clips
+            before the first step (1 / the target's standard deviation, context noise included).
+            Ignored for ``frame``.
         codec_fingerprint: Fingerprint of the codec the weights were trained with
             (:func:`~vap_env.model.checkpoint.module_fingerprint`); :class:`ActionToVideoModel` fills it in
             from its codec and refuses a codec with another fingerprint. ``None`` accepts any codec.
@@ -126,6 +138,8 @@ class WorldModelConfig:
     context_noise_log_sigma: float | None = -3.0
     context_noise_log_sigma_std: float = 0.5
     stage: str = "joint"
+    target: str = "frame"
+    change_scale: float | None = None
     codec_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
@@ -181,6 +195,12 @@ class WorldModelConfig:
         ):
             raise ValueError(
                 f"`codec_fingerprint` must be a non-empty string or None, got {self.codec_fingerprint!r}"
+            )
+        if self.target not in TARGETS:
+            raise ValueError(f"`target` must be one of {list(TARGETS)}, got {self.target!r}")
+        if self.change_scale is not None and not self.change_scale > 0:
+            raise ValueError(
+                f"`change_scale` must be > 0 or None (measured by the trainer), got {self.change_scale}"
             )
         if self.context_noise_log_sigma_std < 0:
             raise ValueError(

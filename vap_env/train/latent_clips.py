@@ -109,13 +109,28 @@ class LatentClips(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        item = self.clips[index]
+    def change_std(self, num_context_latents: int, max_clips: int = 4096) -> float:
+        """Standard deviation of the target latents' change from the last context latent.
+
+        Over up to ``max_clips`` clips spread evenly over the dataset: the scale a ``change`` model's
+        target is divided by (``WorldModelConfig.change_scale`` = 1 / this).
+        """
+        step = max(1, len(self) // max_clips)
+        changes = []
+        for index in range(0, len(self), step):
+            latents = self._latents(index)
+            changes.append(latents[num_context_latents:] - latents[num_context_latents - 1])
+        return torch.stack(changes).std().item()
+
+    def _latents(self, index: int) -> Tensor:
         if self.per_frame:
             episode, start = self.clips.index[index]
-            latents = self.cache[episode][self.clips.frame_indices(start)]
-        else:
-            latents = self.cache[index]
+            return self.cache[episode][self.clips.frame_indices(start)]
+        return self.cache[index]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        item = self.clips[index]
+        latents = self._latents(index)
         return {"latents": latents, "prompts": item["prompts"], "weight": item["weight"]}
 
 

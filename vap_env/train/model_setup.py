@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -46,7 +47,11 @@ def build_model(
                     "output (its model/ directory), or train stage 'joint' from scratch"
                 )
             return ActionToVideoModel(model_config, codec)
-        if model_config is not None and load_config(init_from).attachment_differences(model_config):
+        saved = load_config(init_from)
+        if model_config is not None and model_config.change_scale is None:
+            # "measure it" means "keep the one measured" for a model that has one
+            model_config = dataclasses.replace(model_config, change_scale=saved.change_scale)
+        if model_config is not None and saved.attachment_differences(model_config):
             # a new conditioning on the saved base (which refuses any other change, or a non-pretrain model)
             return ActionToVideoModel.from_pretrained_base(init_from, model_config, codec=codec)
         model = ActionToVideoModel.from_pretrained(init_from, codec=codec)

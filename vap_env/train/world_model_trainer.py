@@ -25,6 +25,7 @@ Output directory::
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -149,7 +150,10 @@ def train_world_model(
         evaluation_batch(heldout_clips, config.eval_clips),
         evaluation_batch(train_clips, config.eval_clips),
     )
-    run = _Run(accelerator, model, config, run_dir, LatentClips(train_clips, model), eval_sets)
+    latent_clips = LatentClips(train_clips, model)
+    if model.config.target == "change" and model.config.change_scale is None:
+        model.config.change_scale = _change_scale(model, latent_clips, accelerator)
+    run = _Run(accelerator, model, config, run_dir, latent_clips, eval_sets)
     if run_dir.resume_from is not None:
         run.checkpoints.load(run_dir.resume_from, run.ema)
     run_dir.write_config(
@@ -165,6 +169,29 @@ def train_world_model(
         num_processes=accelerator.num_processes,
     )
     return run.fit()
+
+
+def _change_scale(model: ActionToVideoModel, clips: LatentClips, accelerator: Accelerator) -> float:
+    """1 / the standard deviation of a ``change`` model's target on the training clips.
+
+    The target is a frame's latent change from the context as the model sees it, context noise included
+    (:meth:`ActionToVideoModel.to_target`), so its variance is the clean change's plus the context noise's
+    mean square, ``E[sigma^2] = exp(2 mu + 2 s^2)`` for ``log sigma ~ N(mu, s^2)``. Deterministic (the
+    latent cache is), so a resumed run measures the scale its first start did.
+    """
+    c = model.config
+    std = clips.change_std(model.num_context_latents)
+    noise = 0.0
+    if c.context_noise_log_sigma is not None:
+        noise = math.exp(2 * c.context_noise_log_sigma + 2 * c.context_noise_log_sigma_std**2)
+    if not std > 0:
+        raise ValueError("the training clips' latents do not change between frames: nothing to learn")
+    scale = 1.0 / math.sqrt(std**2 + noise)
+    accelerator.print(
+        f"target 'change': latent change std {std:.4f}, context noise rms {math.sqrt(noise):.4f}, "
+        f"change_scale {scale:.4f}"
+    )
+    return scale
 
 
 class _Run:

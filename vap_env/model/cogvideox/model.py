@@ -413,6 +413,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             device=device,
             dtype=dtype,
         )
+        latents = self.from_target(latents, context)
         if self.codec.temporal_factor == 1:
             # per-frame codecs decode the generated frames alone; a causal one needs the whole clip
             frames = self.codec.decode(latents[:, self.num_context_latents :])

@@ -123,7 +123,7 @@ class ActionToVideoTrainingMixin:
         loss_weight: Tensor | None = None,
         text_embeds: Tensor | None = None,
     ) -> Tensor:
-        """The v-prediction diffusion loss on the target frames' latents.
+        """The v-prediction diffusion loss on the target frames' latents (or their change, see :meth:`to_target`).
 
         Args:
             context_frames: ``(B, Tc, 3, H, W)`` in ``[-1, 1]``.
@@ -203,8 +203,6 @@ class ActionToVideoTrainingMixin:
             device=draw_device,
         ).to(device)
         noise = randn_tensor(tuple(latents.shape), generator=generator, device=device, dtype=dtype)
-        noisy = self.scheduler.add_noise(latents, noise, timesteps)
-        velocity = self.scheduler.get_velocity(latents, noise, timesteps)
 
         context = latents[:, : self.num_context_latents]
         if c.context_noise_log_sigma is not None:
@@ -212,6 +210,11 @@ class ActionToVideoTrainingMixin:
             sigma = (log_sigma * c.context_noise_log_sigma_std + c.context_noise_log_sigma).exp().to(dtype)
             eps = randn_tensor(tuple(context.shape), generator=generator, device=device, dtype=dtype)
             context = context + sigma.view(-1, 1, 1, 1, 1) * eps
+        # the diffusion's sample: the context, then the target frames' latents or their scaled change from
+        # the context as the model sees it (noised), which is what sampling adds the change back to
+        sample = self.to_target(latents, context)
+        noisy = self.scheduler.add_noise(sample, noise, timesteps)
+        velocity = self.scheduler.get_velocity(sample, noise, timesteps)
         model_input = torch.cat([noisy, self._conditioning(context)], dim=2)
 
         keep = torch.rand(batch_size, generator=generator, device=draw_device).to(device) >= c.control_dropout
@@ -228,6 +231,35 @@ class ActionToVideoTrainingMixin:
         if loss_weight is not None:
             error = error * self._latent_weight(loss_weight)
         return error.mean()
+
+    def to_target(self, latents: Tensor, context: Tensor) -> Tensor:
+        """``(B, Tc' + Tf', C, h, w)`` clip latents -> the diffusion's sample (see ``WorldModelConfig.target``).
+
+        ``frame``: the latents unchanged. ``change``: the context latents, then each target latent minus the
+        last of ``context`` (the context as the model is given it), times ``change_scale``.
+        :meth:`from_target` inverts it.
+        """
+        c, n = self.config, self.num_context_latents
+        if c.target == "frame":
+            return latents
+        self._require_change_scale()
+        change = (latents[:, n:] - context[:, -1:]) * c.change_scale
+        return torch.cat([latents[:, :n], change], dim=1)
+
+    def from_target(self, sample: Tensor, context: Tensor) -> Tensor:
+        """The inverse of :meth:`to_target`: the diffusion's sample -> clip latents, given the context."""
+        c, n = self.config, self.num_context_latents
+        if c.target == "frame":
+            return sample
+        self._require_change_scale()
+        return torch.cat([sample[:, :n], context[:, -1:] + sample[:, n:] / c.change_scale], dim=1)
+
+    def _require_change_scale(self) -> None:
+        if self.config.change_scale is None:
+            raise ValueError(
+                "this `change` model has no `change_scale`: it is measured on the training clips when "
+                "training starts (`train_world_model`); set it in the config to use the model untrained"
+            )
 
     def _latent_weight(self, loss_weight: Tensor) -> Tensor:
         """``(B, Tf, 1, H, W)`` pixel weights -> ``(B, Tf', 1, h, w)`` by averaging over each latent cell."""
