@@ -43,13 +43,15 @@ def _mean(values: list[float]) -> float | None:
 
 
 def score(
-    model, episodes: list, segmenter: RobotSegmenter, horizon: int, moved: float
+    model, episodes: list, segmenter: RobotSegmenter, horizon: int, moved: float, **sampling: object
 ) -> tuple[dict, list[Replay]]:
     """The figures of one model on ``episodes`` (see the module docstring), and the replays of the
-    moved-cube subset (for videos)."""
+    moved-cube subset (for videos). ``sampling``: ``num_inference_steps`` and ``guidance_scale`` of the
+    imagined world."""
     first = episodes[0]
     world = ImaginedWorld(model, robot=first.robot, task=first.task, camera=camera_mode(episodes),
-                          obs_mode="image", reset_mode="sim", action_mode=first.action_mode)  # fmt: skip
+                          obs_mode="image", reset_mode="sim", action_mode=first.action_mode,
+                          **sampling)  # fmt: skip
     try:
         replays = open_loop_replays(world, episodes, horizon, batch_size=16, progress=True)
         centres = [object_centre_errors(r, world.detector, world.object_region) for r in replays]
@@ -151,6 +153,9 @@ def main() -> None:
     p.add_argument("--episodes", type=int, help="only the first N episodes; default: all")
     p.add_argument("--json", type=Path, required=True, help="where the figures go")
     p.add_argument("--seed", type=int, default=0, help="sampling noise seed; default: 0")
+    p.add_argument("--steps", type=int, help="denoising steps; default: each model's own")
+    p.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="classifier-free guidance over the prompt (1 = off); default: 1")  # fmt: skip
     p.add_argument("--videos", type=Path, help="write side-by-side videos of the moved-cube replays here, "
                    "one folder per model")  # fmt: skip
     args = p.parse_args()
@@ -168,12 +173,16 @@ def main() -> None:
             dataset.robot, "push", dataset.image_size[0], camera_mode(episodes), progress=True,
             codec=first_model.codec,
         )  # fmt: skip
-    results: dict = {"data": str(args.data), "horizon": args.horizon, "moved_m": args.moved, "models": {}}
+    results: dict = {"data": str(args.data), "horizon": args.horizon, "moved_m": args.moved, "models": {},
+                     "num_inference_steps": args.steps, "guidance_scale": args.guidance_scale}  # fmt: skip
     results["segmenter_heldout_iou"] = segmenter.info.get("heldout_iou")
     for name, model in models.items():
         torch.manual_seed(args.seed)
         start = time.perf_counter()
-        results["models"][name], moved_replays = score(model, episodes, segmenter, args.horizon, args.moved)
+        results["models"][name], moved_replays = score(
+            model, episodes, segmenter, args.horizon, args.moved,
+            num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+        )  # fmt: skip
         results["models"][name]["path"] = str(default_model_path() if name == "default" else name)
         results["models"][name]["seconds"] = round(time.perf_counter() - start, 1)
         if args.videos:
