@@ -175,6 +175,7 @@ def test_training_lowers_the_loss_and_raises_heldout_psnr(episodes_dir: Path, tm
     assert result["heldout_loss"] < 0.3 * result["initial_heldout_loss"]
     assert result["heldout_psnr"] > result["initial_heldout_psnr"] + 4.0
     assert result["baseline_psnr"] == result["initial_baseline_psnr"] > 20.0
+    assert result["codec_baseline_psnr"] == result["baseline_psnr"]  # the pixel codec keeps every frame
     assert rows[-1]["loss"] < 0.4 * rows[1]["loss"]
     loaded = ActionToVideoModel.from_pretrained(result["model_dir"])
     assert loaded.config == dataclasses.replace(
@@ -351,6 +352,8 @@ def test_training_on_a_codec_caches_its_latents_and_records_it(
         episodes_dir, tmp_path / "run", config, fast_config(steps=3), codec_dir=codec_dirs[0]
     )
     model_dir = Path(result["model_dir"])
+    # an untrained codec loses most of the frame: repeating the last frame through it scores far lower
+    assert result["codec_baseline_psnr"] < result["baseline_psnr"] - 5.0
     assert module_fingerprint(load_codec(model_dir / "codec")) == module_fingerprint(codec)
     assert ActionToVideoModel.from_pretrained(model_dir, codec=codec).config.codec_fingerprint == (
         module_fingerprint(codec)

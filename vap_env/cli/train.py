@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         f"trained {result['step'] - result['start_step']} steps ({result['step']} in all) in "
         f"{result['seconds']:.0f} s, {result.get('it_per_s', float('nan')):.2f} steps/s; held-out one-step "
         f"PSNR {result['heldout_psnr']:.2f} dB, SSIM {result['heldout_ssim']:.3f} (repeat last frame: "
-        f"{result['baseline_psnr']:.2f} dB, {result['baseline_ssim']:.3f}); model written to "
+        f"{result['baseline_psnr']:.2f} dB, {result['baseline_ssim']:.3f}; through the codec: "
+        f"{result['codec_baseline_psnr']:.2f} dB); model written to "
         f"{result['model_dir']}"
     )
     return 0

@@ -2,7 +2,11 @@
 
 Validation is on held-out *episodes* (see :mod:`vap_env.train.splits`): one-step generation PSNR/SSIM beside
 the repeat-last-frame baseline on the same clips, and the diffusion loss at fixed noise on held-out and
-training clips, so that the numbers are comparable across steps.
+training clips, so that the numbers are comparable across steps. A second baseline repeats the last frame
+through the codec (encoded and decoded): every generated frame comes out of its decoder, so that is the
+most a model that predicts "nothing moves" can score, and where the codec's error is as large as the change
+between two frames (a latent codec at 128x128: experiment 6 of ``docs/results/interaction_experiments.md``)
+it lies well below the plain repeat.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ EVAL_FIELDS = (
     "heldout_ssim",
     "baseline_psnr",
     "baseline_ssim",
+    "codec_baseline_psnr",
+    "codec_baseline_ssim",
 )
 """The metrics :func:`evaluate` returns."""
 _EVAL_SEED = 1234  # fixed noise for every evaluation, so that the numbers are comparable across steps
@@ -58,8 +64,9 @@ def evaluate(
 
     Returns:
         ``train_eval_loss`` and ``heldout_loss`` (diffusion loss at fixed timesteps and noise),
-        ``heldout_psnr``/``heldout_ssim`` of the generated frames and ``baseline_psnr``/``baseline_ssim`` of
-        the last context frame repeated, per frame in dB and [0, 1], averaged over clips and frames.
+        ``heldout_psnr``/``heldout_ssim`` of the generated frames, ``baseline_psnr``/``baseline_ssim`` of
+        the last context frame repeated and ``codec_baseline_psnr``/``codec_baseline_ssim`` of it repeated
+        through the codec, per frame in dB and [0, 1], averaged over clips and frames.
     """
     was_training = model.training
     model.eval()
@@ -74,8 +81,20 @@ def evaluate(
         part = {k: v[start : start + batch_size].to(device) for k, v in heldout.items()}
         frames.append(model.generate(part["context"], part["prompts"], generator=generator).cpu())
     target = tensor_to_frames(heldout["target"])
-    repeated = tensor_to_frames(heldout["context"][:, -1:].expand_as(heldout["target"]))
-    for name, frames_u8 in (("heldout", tensor_to_frames(torch.cat(frames))), ("baseline", repeated)):
+    last = heldout["context"][:, -1:]
+    repeated = tensor_to_frames(last.expand_as(heldout["target"]))
+    through_codec = torch.cat(
+        [
+            model.codec.decode(model.codec.encode(last[i : i + batch_size].to(device))).float().cpu()
+            for i in range(0, len(last), batch_size)
+        ]
+    )
+    codec_repeated = tensor_to_frames(through_codec.expand_as(heldout["target"]))
+    for name, frames_u8 in (
+        ("heldout", tensor_to_frames(torch.cat(frames))),
+        ("baseline", repeated),
+        ("codec_baseline", codec_repeated),
+    ):
         result[f"{name}_psnr"] = float(psnr(target, frames_u8).clip(max=PSNR_CAP_DB).mean())
         result[f"{name}_ssim"] = float(ssim(target, frames_u8).mean())
     model.train(was_training)
