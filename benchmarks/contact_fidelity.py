@@ -9,8 +9,9 @@ baseline on the figures of the issue "Imagined contact":
   reads it) and object ST-IoU;
 - over all episodes (where the cube mostly rests): object ST-IoU, robot ST-IoU and PSNR per horizon.
 
-The robot ST-IoU needs a segmenter for the data's image size and camera: ``--segmenter DIR``, or one fitted
-here on fresh simulator episodes (about a minute). The episodes' robot description must be the one they were
+The robot ST-IoU needs a segmenter for the data's image size and camera: ``--segmenter DIR`` (fitted here
+on fresh simulator episodes and saved there when DIR does not exist yet: about a minute at 64x64, several at
+128x128). The episodes' robot description must be the one they were
 recorded with (its camera included): their seeds must reproduce their first frames (``start_matches``).
 
     python benchmarks/contact_fidelity.py --models default --data data/panda_push_heldout \\
@@ -147,7 +148,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["default"], help="saved models; default: default")
     p.add_argument("--data", type=Path, required=True, help="held-out push episodes (`vap-env collect`)")
-    p.add_argument("--segmenter", type=Path, help="robot segmenter directory; default: fit one here")
+    p.add_argument("--segmenter", type=Path, help="robot segmenter directory: loaded if it exists, else "
+                   "fitted here and saved there; default: fit one here, unsaved")  # fmt: skip
     p.add_argument("--horizon", type=int, default=16, help="steps replayed; default: 16")
     p.add_argument("--moved", type=float, default=0.02, help="cube displacement (m) of the moved subset")
     p.add_argument("--episodes", type=int, help="only the first N episodes; default: all")
@@ -165,7 +167,7 @@ def main() -> None:
         raise SystemExit(f"{args.data} holds {dataset.task!r} episodes: contact fidelity needs push")
     episodes = [dataset[i] for i in range(min(len(dataset), args.episodes or len(dataset)))]
     models = {name: load_world_model(name) for name in args.models}
-    if args.segmenter:
+    if args.segmenter and args.segmenter.exists():
         segmenter = RobotSegmenter.load(args.segmenter)
     else:
         first_model = next(iter(models.values()))
@@ -173,6 +175,8 @@ def main() -> None:
             dataset.robot, "push", dataset.image_size[0], camera_mode(episodes), progress=True,
             codec=first_model.codec,
         )  # fmt: skip
+        if args.segmenter:  # fitting takes minutes at 128x128: keep it for the next run
+            segmenter.save(args.segmenter)
     results: dict = {"data": str(args.data), "horizon": args.horizon, "moved_m": args.moved, "models": {},
                      "num_inference_steps": args.steps, "guidance_scale": args.guidance_scale}  # fmt: skip
     results["segmenter_heldout_iou"] = segmenter.info.get("heldout_iou")
