@@ -17,6 +17,7 @@ leaves a half-written episode or index.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import zipfile
@@ -113,6 +114,25 @@ class Episode:
     @property
     def num_frames(self) -> int:
         return len(self.frames)
+
+    def starting_at(self, step: int) -> Episode:
+        """The episode from frame ``step`` on: its frames, states and actions from there, the rest kept.
+
+        An open-loop replay of it starts imagination from that frame (``reset_mode="image"``), e.g. a few
+        steps before the gripper reaches the cube. ``extra["start_step"]`` records ``step`` (added to an
+        earlier one's).
+        """
+        if not 0 <= step < self.num_frames:
+            raise ValueError(f"`step` must be in [0, {self.num_frames - 1}], got {step}")
+        per_frame = {
+            name: getattr(self, name)[step:]
+            for name in _ARRAY_FIELDS
+            if name not in ("goal", "actions", "rewards")
+        }
+        extra = dict(self.extra, start_step=int(self.extra.get("start_step", 0)) + step)
+        return dataclasses.replace(
+            self, **per_frame, actions=self.actions[step:], rewards=self.rewards[step:], extra=extra
+        )
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -49,3 +49,38 @@ def test_a_lost_cube_keeps_its_last_found_place(pushed) -> None:
     true = pushed.object_poses[:, :2]
     last_seen = np.linalg.norm(true[6:] - true[5], axis=1)  # held at step 5's detection
     np.testing.assert_allclose(errors["model"][5:], last_seen, atol=0.015)
+
+
+def test_a_replay_can_start_mid_episode_from_its_recorded_frame(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from vap_env.description import load_description
+    from vap_env.envs.imagined_world import ImaginedWorld
+    from vap_env.evaluate.replay import open_loop_replays
+    from vap_env.kinematics import Robot
+    from vap_env.prompts import ActionPrompter
+    from vap_env.recording import collect
+
+    collect("panda", "push", 1, "scripted", tmp_path, image_size=32, max_steps=20, seed=3, progress=False)
+    episode = EpisodeDataset(tmp_path)[0]
+    window = episode.starting_at(8)
+    assert window.num_frames == episode.num_frames - 8 and len(window.actions) == len(episode.actions) - 8
+    np.testing.assert_array_equal(window.frames, episode.frames[8:])
+    np.testing.assert_array_equal(window.object_poses, episode.object_poses[8:])
+    np.testing.assert_array_equal(window.actions, episode.actions[8:])
+    np.testing.assert_array_equal(window.goal, episode.goal)
+    assert window.extra["start_step"] == 8 and window.starting_at(2).extra["start_step"] == 10
+    last = window.num_frames - 1
+    with pytest.raises(ValueError, match=rf"`step` must be in \[0, {last}\], got {last + 1}"):
+        window.starting_at(last + 1)
+
+    world = ImaginedWorld(tiny_model_dir, robot="panda", task="push", camera=window.camera, obs_mode="image",
+                          reset_mode="image", action_mode=episode.action_mode)  # fmt: skip
+    try:
+        (replay,) = open_loop_replays(world, [window], horizon=4)
+    finally:
+        world.close()
+    assert replay.start_matches and replay.imagined.shape == (4, 32, 32, 3)
+    # imagination starts from frame 8's command: its prompt, then the recorded commands step by step
+    prompter = ActionPrompter(Robot(load_description("panda")), window.camera)
+    expected = prompter.render(window.commanded_joints[0], float(window.commanded_gripper[0]))
+    np.testing.assert_array_equal(replay.prompts[0], expected)
+    assert replay.command_error < 1e-3

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from vap_env.data import Episode
 from vap_env.envs.estimation import CubeDetector
-from vap_env.envs.imagined_world import ImaginedWorld
+from vap_env.envs.imagined_world import ImaginedEpisode, ImaginedWorld
 from vap_env.evaluate.image_metrics import ssim
 from vap_env.evaluate.metrics import capped_psnr, frame_iou, horizon_mean, st_iou_curve
 from vap_env.evaluate.segmenter import RobotSegmenter
@@ -51,7 +51,10 @@ def open_loop_replays(
     """Replays each episode's first ``horizon`` actions in imagination, batching episodes together.
 
     Args:
-        world: The imagined world (``reset_mode="sim"``, the episodes' task, camera and image size).
+        world: The imagined world (the episodes' task, camera and image size): ``reset_mode="sim"`` starts
+            each replay from its episode's seed (the simulator's first frame, reproduced), ``"image"`` from
+            the episode's first recorded frame, command and goal (for windows that start later:
+            :meth:`Episode.starting_at`).
         episodes: Simulator episodes (their ``seed`` restarts the same initial state).
         horizon: Steps to replay; shorter episodes replay all their actions.
         batch_size: Episodes generated together.
@@ -66,7 +69,7 @@ def open_loop_replays(
         disable=not progress,
     )
     for chunk in chunks:
-        states = [world.new_episode(seeding.np_random(e.seed)[0], e.seed) for e in chunk]
+        states = [_start(world, e) for e in chunk]
         lengths = [min(horizon, len(e.actions)) for e in chunk]
         starts = [bool(np.array_equal(s.frames[-1], e.frames[0])) for s, e in zip(states, chunk, strict=True)]
         frames = [[] for _ in chunk]
@@ -146,6 +149,21 @@ def aggregate_fidelity(per_replay: list[dict[str, dict]], horizon: int) -> dict[
             table["count"] = stats["count"].tolist()
         out[world] = table
     return out
+
+
+def _start(world: ImaginedWorld, episode: Episode) -> ImaginedEpisode:
+    """The imagined episode a replay of ``episode`` starts from (see :func:`open_loop_replays`)."""
+    np_random = seeding.np_random(episode.seed)[0]
+    if world.config.reset_mode != "image":
+        return world.new_episode(np_random, episode.seed)
+    options = {
+        "image": episode.frames[0],
+        "joints": episode.commanded_joints[0],
+        "gripper": float(episode.commanded_gripper[0]),
+        "goal": episode.goal,
+        "camera": episode.camera,
+    }
+    return world.new_episode(np_random, episode.seed, options)
 
 
 def object_centre_errors(
