@@ -244,7 +244,9 @@ def main() -> None:
         results["models"][name]["path"] = str(default_model_path() if name == "default" else name)
         results["models"][name]["seconds"] = round(time.perf_counter() - start, 1)
         if args.videos:
-            folder = args.videos / slug(Path(name).name if name != "default" else name)
+            # a run's model is OUT/model: name the folder after the run, so that two runs do not share one
+            parts = Path(name).parts[-2:] if Path(name).name == "model" else Path(name).parts[-1:]
+            folder = args.videos / slug(name if name == "default" else "_".join(parts))
             results["models"][name]["videos"] = [
                 str(folder / v) for v in write_moved_videos(folder, moved_replays)
             ]
