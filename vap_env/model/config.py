@@ -99,9 +99,9 @@ class WorldModelConfig:
         target: What the diffusion generates for a new frame: ``frame``, its latents (the CogVideoX I2V way),
             or ``change``, the difference of its latents from the last context frame's, times
             ``change_scale``, added back to the context after sampling. Most of a frame does not change
-            between two control steps, so a ``change`` model's mean guess (zero) is "repeat the last frame"
-            and its capacity goes to what moves, the arm and the cube (experiment 6 of
-            ``docs/results/interaction_experiments.md``).
+            between two control steps, so a ``change`` model's mean guess (zero) is "repeat the last frame".
+            Measured worse than ``frame`` at 128x128 (experiment 6 of
+            ``docs/results/interaction_experiments.md``: added-up changes drift, the arm dissolves).
         change_scale: Multiplies the latent change of a ``change`` model so that it has about unit variance
             under the diffusion's noise; ``None`` lets the trainer measure it on the training clips
             before the first step (1 / the target's standard deviation, context noise included).

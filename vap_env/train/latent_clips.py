@@ -112,8 +112,8 @@ class LatentClips(torch.utils.data.Dataset):
     def change_std(self, num_context_latents: int, max_clips: int = 4096) -> float:
         """Standard deviation of the target latents' change from the last context latent.
 
-        Over up to ``max_clips`` clips spread evenly over the dataset: the scale a ``change`` model's
-        target is divided by (``WorldModelConfig.change_scale`` = 1 / this).
+        Over up to ``max_clips`` clips spread evenly over the dataset: what a ``change`` model's scale is
+        measured from (``WorldModelConfig.change_scale``; the trainer adds the context noise's variance).
         """
         step = max(1, len(self) // max_clips)
         changes = []
