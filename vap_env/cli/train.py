@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vap_env.cli.arguments import Flag, add_config_flags, add_dataset_flags, config_values
-from vap_env.model.config import STAGES, TARGETS, WorldModelConfig
+from vap_env.model.config import CONTEXT_LAYOUTS, STAGES, TARGETS, WorldModelConfig
 from vap_env.prompts.kinds import PROMPT_KINDS, prompt_kind
 from vap_env.train.config import LOGGERS, MIXED_PRECISIONS, WorldModelTrainConfig
 
@@ -64,6 +64,12 @@ MODEL_FLAGS = (
     Flag("controlnet_layers", default=None, default_text="the preset's " + _ATTACHMENT.format("value")),
     Flag("lora_rank", default=None, default_text="the preset's " + _ATTACHMENT.format("value")),
     Flag("context_frames", default=None, default_text="1 (with --init: the saved model's)"),
+    Flag(
+        "context_layout",
+        default=None,
+        choices=CONTEXT_LAYOUTS,
+        default_text="sequence (with --init: the saved model's)",
+    ),
     Flag("frames_per_step", default=None, default_text="1 (with --init: the saved model's)"),
     Flag("target", default=None, choices=TARGETS, default_text="frame (with --init: the saved model's)"),
     Flag(

@@ -15,6 +15,8 @@ from vap_env.prompts.kinds import PROMPT_KINDS, prompt_kind
 STAGES = ("pretrain", "control", "joint")
 # What the diffusion generates for a new frame (WorldModelConfig.target).
 TARGETS = ("frame", "change")
+# Where the transformer reads the context latents (WorldModelConfig.context_layout).
+CONTEXT_LAYOUTS = ("sequence", "channels")
 # Fields that may change between training runs on the same weights (e.g. pretrain -> control); every other
 # field fixes the architecture or the data the weights belong to.
 TRAINING_FIELDS = (
@@ -69,6 +71,15 @@ class WorldModelConfig:
             (``state``) embeds raw vectors into the timestep embedding, ``none`` is unconditioned on actions.
         prompt_channels: Channels ``Cp`` of image prompts.
         context_frames: Frames ``Tc`` the model conditions on (``f k + 1`` for codec temporal factor ``f``).
+        context_layout: Where the transformer reads the context latents. ``sequence`` (CogVideoX's own
+            layout, what its I2V checkpoints were trained with): the context latent frames are tokens of the
+            sequence before the frames to generate, noised to the current level and replaced by the clean
+            context at every sampling step, each also concatenated on channels to itself. ``channels``
+            (DIAMOND's layout): only the frames to generate are tokens, and every one of them carries all
+            ``Tc'`` clean context latents on its channels, at its own position: ``Tc' + Tf'`` times fewer
+            tokens (3x fewer with two context frames), and keeping what does not move is a per-token copy
+            instead of an attention lookup. The ControlNet's trajectory tokens are those of the generated
+            frames, whose 3D convolutions also see the context frames' prompts.
         frames_per_step: Frames ``Tf`` generated per call (a multiple of the codec temporal factor).
         num_layers: Transformer blocks.
         num_attention_heads: Attention heads.
@@ -116,6 +127,7 @@ class WorldModelConfig:
     prompt: str = "skeleton"
     prompt_channels: int = 3
     context_frames: int = 1
+    context_layout: str = "sequence"
     frames_per_step: int = 1
     num_layers: int = 42
     num_attention_heads: int = 48
@@ -195,6 +207,10 @@ class WorldModelConfig:
         ):
             raise ValueError(
                 f"`codec_fingerprint` must be a non-empty string or None, got {self.codec_fingerprint!r}"
+            )
+        if self.context_layout not in CONTEXT_LAYOUTS:
+            raise ValueError(
+                f"`context_layout` must be one of {list(CONTEXT_LAYOUTS)}, got {self.context_layout!r}"
             )
         if self.target not in TARGETS:
             raise ValueError(f"`target` must be one of {list(TARGETS)}, got {self.target!r}")

@@ -10,9 +10,12 @@ directory (:meth:`ActionToVideoModel.from_cogvideox`). It meets :class:`~vap_env
 the envs' view of a backbone.
 
 Sequence layout: ``Tc`` context frames then ``Tf`` generated frames, encoded together into ``Tc' + Tf'``
-latent frames (``Tc' = (Tc - 1) / f + 1``, ``Tf' = Tf / f`` for codec temporal factor ``f``). The noisy
-channels hold the whole sequence at one noise level; the context part is the noised context in training
-and is replaced by it at every sampling step, and the loss covers the generated part only.
+latent frames (``Tc' = (Tc - 1) / f + 1``, ``Tf' = Tf / f`` for codec temporal factor ``f``). In the
+``sequence`` context layout (``WorldModelConfig.context_layout``, CogVideoX's) the transformer's tokens are
+all ``Tc' + Tf'`` latent frames: the noisy channels hold the whole sequence at one noise level, the context
+part is the noised context in training and is replaced by it at every sampling step, and the loss covers the
+generated part only. In the ``channels`` layout (DIAMOND's) the tokens are the ``Tf'`` generated latent
+frames alone, each with the ``Tc'`` clean context latents stacked on its channels.
 
 The parts live apart: the loaders (``from_pretrained``, ``from_pretrained_base``, ``from_cogvideox``) in
 :mod:`~vap_env.model.cogvideox.loaders`, the training stages and losses in
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -61,8 +65,9 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         codec: Frames <-> latents; a :class:`PixelCodec` when ``None``. Always frozen. When
             ``config.codec_fingerprint`` is set (the config of a trained model), the codec must have that
             fingerprint; otherwise the codec's fingerprint is written into the model's config.
-        transformer: A base transformer to use (``in_channels`` = 2 x codec latent channels, without LoRA);
-            built from ``config`` when ``None``.
+        transformer: A base transformer to use (``in_channels`` = 2 x codec latent channels in the
+            ``sequence`` context layout, ``1 + Tc'`` x them in ``channels``; without LoRA); built from
+            ``config`` when ``None``.
         controlnet: A ControlNet to use; built from the transformer when ``None`` and the prompt is an image.
         scheduler: The diffusion scheduler; :func:`~vap_env.model.sampler.default_scheduler` when ``None``.
         null_text_init: ``(1, L, text_embed_dim)`` initial null text embedding (e.g. precomputed T5 tokens).
@@ -102,6 +107,9 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             )
         self.num_context_latents = (config.context_frames - 1) // f + 1
         self.num_target_latents = config.frames_per_step // f
+        # context latent frames among the transformer's tokens: all of them in the ``sequence`` layout, none
+        # in ``channels`` (there they are channels of every generated frame's tokens)
+        self.num_sequence_context = self.num_context_latents if config.context_layout == "sequence" else 0
         if (
             isinstance(self.codec, CogVideoXVAECodec)
             and (self.num_context_latents + self.num_target_latents) % 2 == 0
@@ -150,11 +158,11 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
 
     def _build_transformer(self) -> ControlledCogVideoXTransformer:
         c, f = self.config, self.codec.temporal_factor
-        num_latents = self.num_context_latents + self.num_target_latents
+        num_latents = self.num_sequence_context + self.num_target_latents
         return ControlledCogVideoXTransformer(
             num_attention_heads=c.num_attention_heads,
             attention_head_dim=c.attention_head_dim,
-            in_channels=2 * self.codec.latent_channels,
+            in_channels=self.in_channels,
             out_channels=self.codec.latent_channels,
             time_embed_dim=c.time_embed_dim,
             text_embed_dim=c.text_embed_dim,
@@ -174,7 +182,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         if tc.patch_size_t is not None or tc.ofs_embed_dim:
             raise ValueError("CogVideoX 1.5 transformers (`patch_size_t`, `ofs_embed_dim`) are not supported")
         expected = {
-            "in_channels": 2 * self.codec.latent_channels,
+            "in_channels": self.in_channels,
             "out_channels": self.codec.latent_channels,
             "patch_size": c.patch_size,
             "text_embed_dim": c.text_embed_dim,
@@ -195,6 +203,13 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
                 f"the transformer learned positions for a {tc.sample_height}x{tc.sample_width} latent grid; "
                 f"`image_size` {c.image_size} gives {self.latent_size}"
             )
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the transformer: a token's noisy latent, then its conditioning latents (its own
+        clean context frame, or zeros, in the ``sequence`` layout; all ``Tc'`` context frames in ``channels``)."""
+        per_token = 1 if self.num_sequence_context else self.num_context_latents
+        return (1 + per_token) * self.codec.latent_channels
 
     # ------------------------------------------------------------------ nn.Module and the WorldModel protocol
 
@@ -249,6 +264,8 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         """
         samples, added = None, None
         active = control_scale != 0
+        if trajectory is None and prompts is not None and self._drops_context_prompt_tokens():
+            trajectory = self._trajectory_tokens(prompts, model_input.dtype)
         if self.controlnet is not None and prompts is not None and bool(active.any()):
             rows = active.nonzero().squeeze(1)
             run_all = bool(active.all())
@@ -331,8 +348,32 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             )
         return prompts.to(device or self.device, dtype or self.dtype)
 
+    def _drops_context_prompt_tokens(self) -> bool:
+        """Whether the ControlNet's trajectory tokens of the context frames are cut off (``channels``)."""
+        return self.controlnet is not None and self.num_sequence_context < self.num_context_latents
+
+    def _trajectory_tokens(self, prompts: Tensor, dtype: torch.dtype) -> Tensor:
+        """The ControlNet's trajectory tokens of ``prompts`` (``(B, Tc + Tf, Cp, H, W)``) for the sequence.
+
+        The encoder sees every prompt frame (its 3D convolutions carry the context frames' prompts, hence
+        the motion, into the generated frames' tokens); in the ``channels`` layout the context frames are not
+        tokens, so their trajectory tokens are cut off.
+        """
+        tokens = self.controlnet.encode_prompt(prompts, dtype)
+        if not self._drops_context_prompt_tokens():
+            return tokens
+        per_frame = tokens.shape[1] // (self.num_context_latents + self.num_target_latents)
+        return tokens[:, (self.num_context_latents - self.num_sequence_context) * per_frame :].contiguous()
+
     def _conditioning(self, context_latents: Tensor) -> Tensor:
-        """``(B, Tc' + Tf', C, h, w)`` I2V conditioning channels: the context latents, then zeros."""
+        """The I2V conditioning channels of the sequence, from ``(B, Tc', C, h, w)`` context latents.
+
+        ``sequence`` layout: ``(B, Tc' + Tf', C, h, w)``, the context latents, then zeros. ``channels``:
+        ``(B, Tf', Tc' C, h, w)``, all context latents on every generated frame's channels.
+        """
+        if not self.num_sequence_context:
+            stacked = context_latents.flatten(1, 2).unsqueeze(1)
+            return stacked.expand(-1, self.num_target_latents, -1, -1, -1).contiguous()
         padding = context_latents.new_zeros(
             context_latents.shape[0], self.num_target_latents, *context_latents.shape[2:]
         )
@@ -350,7 +391,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         device = device or self.device
         if cache and device in self._rotary_tables:
             return self._rotary_tables[device]
-        num_latents = self.num_context_latents + self.num_target_latents
+        num_latents = self.num_sequence_context + self.num_target_latents
         tables = rotary_embedding(self.transformer.config, *self.latent_size, num_latents, device)
         if cache:
             self._rotary_tables[device] = tables
@@ -391,7 +432,8 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         conditioning = self._conditioning(context)
         text = self._text(batch_size, text_embeds, device, dtype)
         rotary = self._rotary(device, cache=True)
-        rows = _RowInputs(self.controlnet, conditioning, text, prompts)
+        encode = self._trajectory_tokens if self.controlnet is not None else None
+        rows = _RowInputs(encode, conditioning, text, prompts)
 
         def denoise(latents: Tensor, timesteps: Tensor, control_scale: Tensor) -> Tensor:
             repeats = latents.shape[0] // batch_size  # 2 in the guided pass: [conditional, unconditional]
@@ -401,24 +443,24 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
                 model_input, timesteps, r.text, r.prompts, control_scale, rotary, trajectory=r.trajectory
             )
 
-        num_latents = self.num_context_latents + self.num_target_latents
+        n = self.num_sequence_context
         latents = sample_latents(
             denoise,
             self.scheduler,
-            (batch_size, num_latents, *context.shape[2:]),
+            (batch_size, n + self.num_target_latents, *context.shape[2:]),
             num_inference_steps or c.num_inference_steps,
             generator=generator,
             guidance_scale=guidance_scale,
-            known_prefix=context,
+            known_prefix=context if n else None,
             device=device,
             dtype=dtype,
         )
-        latents = self.from_target(latents, context)
+        generated = self.from_target(latents, context)[:, n:]
         if self.codec.temporal_factor == 1:
             # per-frame codecs decode the generated frames alone; a causal one needs the whole clip
-            frames = self.codec.decode(latents[:, self.num_context_latents :])
+            frames = self.codec.decode(generated)
         else:
-            frames = self.codec.decode(latents)[:, c.context_frames :]
+            frames = self.codec.decode(torch.cat([context, generated], dim=1))[:, c.context_frames :]
         return frames.float()
 
     # ------------------------------------------------------------------ save / load
@@ -473,12 +515,13 @@ class _RowInputs:
 
     def __init__(
         self,
-        controlnet: CogVideoXControlNet | None,
+        encode: Callable[[Tensor, torch.dtype], Tensor] | None,
         conditioning: Tensor,
         text: Tensor,
         prompts: Tensor | None,
     ) -> None:
-        self.controlnet, self.conditioning, self.text, self.prompts = controlnet, conditioning, text, prompts
+        """``encode``: the model's trajectory tokens of prompts (``None`` without a ControlNet)."""
+        self.encode, self.conditioning, self.text, self.prompts = encode, conditioning, text, prompts
         self._built: dict[int, _Rows] = {}
 
     def repeated(self, repeats: int) -> _Rows:
@@ -488,10 +531,10 @@ class _RowInputs:
             if prompts is not None:
                 prompts = prompts.repeat(repeats, *[1] * (prompts.ndim - 1))
             trajectory = None
-            if self.controlnet is not None and prompts is not None:
+            if self.encode is not None and prompts is not None:
                 # the ControlNet runs on the conditional rows, the first B: those of one copy
                 one = prompts[: self.conditioning.shape[0]]
-                tokens = self.controlnet.encode_prompt(one.contiguous(), self.conditioning.dtype)
+                tokens = self.encode(one.contiguous(), self.conditioning.dtype)
                 trajectory = tokens.repeat(repeats, 1, 1)
             self._built[repeats] = _Rows(
                 self.conditioning.repeat(repeats, 1, 1, 1, 1),

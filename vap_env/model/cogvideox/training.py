@@ -43,6 +43,7 @@ class ActionToVideoTrainingMixin:
     scheduler: SchedulerMixin
     num_context_latents: int
     num_target_latents: int
+    num_sequence_context: int
     latent_size: tuple[int, int]
     device: torch.device
     dtype: torch.dtype
@@ -202,9 +203,13 @@ class ActionToVideoTrainingMixin:
             generator=generator,
             device=draw_device,
         ).to(device)
-        noise = randn_tensor(tuple(latents.shape), generator=generator, device=device, dtype=dtype)
+        # the transformer's sequence: the whole clip in the ``sequence`` context layout, the target frames
+        # alone in ``channels``
+        n, nc = self.num_sequence_context, self.num_context_latents
+        sequence = latents[:, nc - n :]
+        noise = randn_tensor(tuple(sequence.shape), generator=generator, device=device, dtype=dtype)
 
-        context = latents[:, : self.num_context_latents]
+        context = latents[:, :nc]
         if c.context_noise_log_sigma is not None:
             log_sigma = torch.randn(batch_size, generator=generator, device=draw_device).to(device)
             sigma = (log_sigma * c.context_noise_log_sigma_std + c.context_noise_log_sigma).exp().to(dtype)
@@ -212,7 +217,7 @@ class ActionToVideoTrainingMixin:
             context = context + sigma.view(-1, 1, 1, 1, 1) * eps
         # the diffusion's sample: the context, then the target frames' latents or their scaled change from
         # the context as the model sees it (noised), which is what sampling adds the change back to
-        sample = self.to_target(latents, context)
+        sample = self.to_target(sequence, context)
         noisy = self.scheduler.add_noise(sample, noise, timesteps)
         velocity = self.scheduler.get_velocity(sample, noise, timesteps)
         model_input = torch.cat([noisy, self._conditioning(context)], dim=2)
@@ -227,19 +232,21 @@ class ActionToVideoTrainingMixin:
             control_scale,
             self._rotary(),
         )
-        error = (prediction.float() - velocity.float()).square()[:, self.num_context_latents :]
+        error = (prediction.float() - velocity.float()).square()[:, n:]
         if loss_weight is not None:
             error = error * self._latent_weight(loss_weight)
         return error.mean()
 
     def to_target(self, latents: Tensor, context: Tensor) -> Tensor:
-        """``(B, Tc' + Tf', C, h, w)`` clip latents -> the diffusion's sample (see ``WorldModelConfig.target``).
+        """The transformer's sequence of clip latents -> the diffusion's sample (``WorldModelConfig.target``).
 
+        ``latents``: ``(B, n + Tf', C, h, w)``, the ``n`` context latents the sequence holds
+        (``num_sequence_context``: ``Tc'`` in the ``sequence`` layout, 0 in ``channels``), then the target's.
         ``frame``: the latents unchanged. ``change``: the context latents, then each target latent minus the
         last of ``context`` (the context as the model is given it), times ``change_scale``.
         :meth:`from_target` inverts it.
         """
-        c, n = self.config, self.num_context_latents
+        c, n = self.config, self.num_sequence_context
         if c.target == "frame":
             return latents
         self._require_change_scale()
@@ -247,8 +254,8 @@ class ActionToVideoTrainingMixin:
         return torch.cat([latents[:, :n], change], dim=1)
 
     def from_target(self, sample: Tensor, context: Tensor) -> Tensor:
-        """The inverse of :meth:`to_target`: the diffusion's sample -> clip latents, given the context."""
-        c, n = self.config, self.num_context_latents
+        """The inverse of :meth:`to_target`: the diffusion's sample -> the sequence's latents, given the context."""
+        c, n = self.config, self.num_sequence_context
         if c.target == "frame":
             return sample
         self._require_change_scale()
