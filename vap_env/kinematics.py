@@ -46,6 +46,14 @@ def load_body(client: bullet_client.BulletClient, desc: RobotDescription, base_p
     return body
 
 
+# PyBullet's IK stops its inner iterations once the link target is this close (m). 1e-8 ran all 200 inner
+# iterations every step (0.53 ms); 1e-5 stops after a few from the previous command's solution. The loop in
+# ``Robot.ik`` still checks the TCP against its ``tolerance`` (0.1 mm) and iterates again when short of it.
+# Over 5000 random ee_delta steps the commanded joints moved by at most 7e-5 rad against 1e-8 (TCP error at
+# most 4e-5 m either way), and the controller's step took 0.35 ms less.
+_IK_RESIDUAL = 1e-5
+
+
 class Robot:
     """Kinematic model of one robot, in its own PyBullet DIRECT client.
 
@@ -259,7 +267,7 @@ class Robot:
                     link_target.tolist(),
                     orn.tolist(),
                     maxNumIterations=200,
-                    residualThreshold=1e-8,
+                    residualThreshold=_IK_RESIDUAL,
                     **kwargs,
                 )
                 q = np.clip(np.asarray(sol)[arm_cols], self.joint_lower, self.joint_upper)
