@@ -2,14 +2,16 @@
 where the time of one batched step goes.
 
 Run: ``python benchmarks/env_speed.py [--model default|tiny|DIR] [--num-envs 1 8 32] [--device cuda]
-[--threads 1]``. The model is the shipped default (``--model default``: the 64x64 Panda push and reach model
-of ``vap_env/default_model``, what ``gym.make(...-WM-v0)`` runs); ``--model tiny`` is the CPU preset the
+[--threads 1] [--num-inference-steps 4 2 1]``. The model is the shipped default (``--model default``: the
+64x64 Panda push and reach model of ``vap_env/default_model``, what ``gym.make(...-WM-v0)`` runs);
+``--model tiny`` is the CPU preset the
 trainer builds (``WorldModelConfig.tiny``: a 4x :class:`~vap_env.model.codec.FrameAutoencoder` codec, 4
 transformer blocks on 16x16 latents at patch 2, ControlNet of 2 blocks, LoRA, 4 denoising steps), untrained:
 speed does not depend on the weights. Random actions, ``push``, 64x64 image observations,
 ``reset_mode="sim"``, episodes autoreset at the time limit. One row per ``num_envs``: env steps per second
 over all sub-envs (N x batched steps / s), time per batched step, and the ratio to one
-:class:`~vap_env.sim.env.SimEnv` (64x64 image observations) measured in the same run.
+:class:`~vap_env.sim.env.SimEnv` (64x64 image observations) timed just before that row. With several
+``--num-inference-steps`` values, one set of rows per value (the model sampled with that many steps).
 
 The stage table splits the same timed steps (ms per batched step, exclusive: a stage nested in another counts
 once, in the inner one) into kinematics (PyBullet IK/FK and posing), prompt rendering (skeleton drawing and
@@ -193,7 +195,15 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=10, help="batched steps timed per row")
     parser.add_argument("--sim-steps", type=int, default=100)
-    parser.add_argument("--num-inference-steps", type=int, default=None)
+    parser.add_argument(
+        "--num-inference-steps",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="denoising steps, one set of rows per value (e.g. 4 2 1 to compare them in one run); default: "
+        "the model's own",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -212,29 +222,35 @@ def main() -> None:
         label = "shipped default" if args.model == "default" else args.model
     sizes = args.num_envs or ([1, 8, 32, 128, 256] if args.device.startswith("cuda") else [1, 8, 32])
     robot = model.spec.robot
-    sim = steps_per_second(env_id(robot, args.task), {"obs_mode": "image", "image_size": 64}, args.sim_steps)
     c = getattr(model, "config", None)
-    steps = args.num_inference_steps or model.spec.num_inference_steps
+    step_counts = args.num_inference_steps or [model.spec.num_inference_steps]
     parts = [type(getattr(model, "codec", model)).__name__]
     if c is not None:
         parts += [f"{c.num_layers} blocks", f"patch {c.patch_size}"]
     print(
-        f"world model: {label}, {', '.join(parts)}, {steps} denoising steps, {args.device}, "
-        f"{torch.get_num_threads()} threads"
+        f"world model: {label} (samples with {model.spec.num_inference_steps} denoising steps), "
+        f"{', '.join(parts)}, {args.device}, {torch.get_num_threads()} threads"
     )
-    print(f"SimEnv {env_id(robot, args.task)}, 64x64 images: {sim:.1f} steps/s")
-    print(f"{'num_envs':>8}{'env steps/s':>14}{'ms/batch step':>16}{'vs SimEnv':>12}")
+    print(
+        f"SimEnv {env_id(robot, args.task)} with 64x64 images is timed ({args.sim_steps} steps) just before "
+        "each row; the row's ratio is to that rate, so a load that changes during the run cancels"
+    )
+    print(
+        f"{'denoise':>8}{'num_envs':>10}{'env steps/s':>14}{'ms/batch step':>16}{'SimEnv/s':>10}{'vs SimEnv':>11}"
+    )
     breakdown = {}
-    for n in sizes:
-        rate, per_step, breakdown[n] = imagined_steps_per_second(
-            model, args.task, n, args.steps, args.num_inference_steps
-        )
-        print(f"{n:>8}{rate:>14.1f}{per_step * 1000:>16.1f}{rate / sim:>12.2f}")
+    sim_spec = {"obs_mode": "image", "image_size": 64}
+    for k in step_counts:
+        for n in sizes:
+            sim = steps_per_second(env_id(robot, args.task), sim_spec, args.sim_steps)
+            rate, per_step, breakdown[k, n] = imagined_steps_per_second(model, args.task, n, args.steps, k)
+            print(f"{k:>8}{n:>10}{rate:>14.1f}{per_step * 1000:>16.1f}{sim:>10.1f}{rate / sim:>11.2f}")
     print("\nms per batched step by stage (exclusive; module docstring)")
-    print(f"{'stage':<16}" + "".join(f"{f'N={n}':>10}" for n in sizes))
+    keys = list(breakdown)
+    print(f"{'stage':<16}" + "".join(f"{f'K={k} N={n}':>12}" for k, n in keys))
     for stage in STAGES:
-        print(f"{stage:<16}" + "".join(f"{breakdown[n][stage] * 1000:>10.2f}" for n in sizes))
-    total = "".join(f"{sum(breakdown[n].values()) * 1000:>10.2f}" for n in sizes)
+        print(f"{stage:<16}" + "".join(f"{breakdown[key][stage] * 1000:>12.2f}" for key in keys))
+    total = "".join(f"{sum(breakdown[key].values()) * 1000:>12.2f}" for key in keys)
     print(f"{'total':<16}{total}")
     print(f"torch {torch.__version__}, numpy {np.__version__}, gymnasium {gym.__version__}")
 

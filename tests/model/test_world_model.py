@@ -30,7 +30,7 @@ def test_config_validation_messages() -> None:
         "`prompt` must be one of ['skeleton', 'depth_skeleton', 'mask', 'depth', 'state', 'none'], got 'x'"
     )
     with pytest.raises(
-        ValueError, match=r"`stage` must be one of \['pretrain', 'control', 'joint'\], got 'fit'"
+        ValueError, match=r"`stage` must be one of \['pretrain', 'control', 'joint', 'distill'\], got 'fit'"
     ):
         WorldModelConfig(stage="fit")
     with pytest.raises(ValueError, match="`state_dim` must be >= 1 for prompt 'state', got 0"):

@@ -503,3 +503,41 @@ def test_a_change_model_gets_its_scale_measured_on_the_training_clips_and_keeps_
     # started from it, the model keeps the measured scale ("None" asks for a measurement, not a new one)
     again = train_world_model(episodes_dir, tmp_path / "more", model, config, init_from=result["model_dir"])
     assert ActionToVideoModel.from_pretrained(again["model_dir"]).config.change_scale == saved.change_scale
+
+
+def test_cli_distils_a_trained_model_into_half_its_steps(
+    episodes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    teacher_dir = tmp_path / "teacher"
+    model = tiny_config(num_layers=1, controlnet_layers=1)
+    train_world_model(episodes_dir, teacher_dir, model, fast_config(steps=2))
+    assert model.num_inference_steps == 4
+    common = ["--data", str(episodes_dir), "--stage", "distill", "--steps", "3", "--batch-size", "8"]
+    common += ["--eval-every", "3", "--checkpoint-every", "3"]
+    assert _cli(["train", *common, "--init", str(teacher_dir), "--out", str(tmp_path / "d2")]) == 0
+    assert "distilled 4-step sampling into 2 steps" in capsys.readouterr().out
+    student = ActionToVideoModel.from_pretrained(tmp_path / "d2" / "model")
+    assert (student.config.num_inference_steps, student.config.stage) == (2, "distill")
+    teacher = ActionToVideoModel.from_pretrained(teacher_dir / "model")
+    moved = [
+        name
+        for (name, a), (_, b) in zip(
+            student.transformer.state_dict().items(), teacher.transformer.state_dict().items(), strict=True
+        )
+        if not torch.equal(a, b)
+    ]
+    assert moved  # the base trains in this stage (the teacher's weights are where it started)
+    # again on its output, with the step count given: a 2-step model teaches a 1-step one at 2 steps
+    argv = ["train", *common, "--init", str(tmp_path / "d2"), "--num-inference-steps", "1"]
+    assert _cli([*argv, "--out", str(tmp_path / "d1")]) == 0
+    assert "distilled 2-step sampling into 1 step\n" in capsys.readouterr().out
+    assert ActionToVideoModel.from_pretrained(tmp_path / "d1" / "model").config.num_inference_steps == 1
+    cases = [
+        (["--init", str(tmp_path / "d1")], "samples with 1 step: pass --num-inference-steps K"),
+        (["--init", str(teacher_dir), "--num-inference-steps", "3"], "needs 6 to divide the 1000"),
+        ([], "stage 'distill' distils a trained model into fewer sampling steps: pass `init_from`"),
+    ]
+    for extra, message in cases:
+        assert _cli(["train", *common, *extra, "--out", str(tmp_path / "bad")]) == 2
+        error = capsys.readouterr().err
+        assert re.search(message, error), error

@@ -30,6 +30,11 @@ and LoRA on the action prompts (--init a pretrain output). Several --data direct
 are pooled. Held-out episodes (--val-data, or the last 10% of each --data directory) give a one-step
 generation PSNR beside the repeat-last-frame baseline every --eval-every steps.
 
+Progressive distillation (--stage distill, after Salimans & Ho 2022): the --init model, frozen, samples
+with 2K steps and a copy of it learns to land in one DDIM step where the teacher lands in two, so that it
+samples with K (--num-inference-steps; default half the saved model's). Run it again on its output to
+halve again. Classifier-free guidance is not distilled.
+
 Conditioning ablations, each trained in stage `control` from the same pretrain output: ControlNet + LoRA
 (the default), ControlNet only (--lora-rank 0) and LoRA only (--controlnet-layers 0). A pretrain model's
 base takes any conditioning: --prompt, --controlnet-layers and --lora-rank may differ from its own, and the
@@ -50,6 +55,7 @@ examples:
   vap-env train --data data/panda_push --out runs/st --stage control --init runs/pre --prompt state
   vap-env train --data data/panda_push --out runs/wm --steps 6000 --resume
   vap-env train --data data/panda_push data/panda_reach --out runs/ctl2 --stage control --init runs/ctl
+  vap-env train --data data/panda_push --out runs/d1 --stage distill --init runs/ctl --num-inference-steps 1
 """
 
 # None: the preset's value, or with --init the saved model's (see _model_config)
@@ -76,7 +82,14 @@ MODEL_FLAGS = (
         "stage",
         choices=STAGES,
         help="joint: all weights from scratch; pretrain: base only, no action conditioning; "
-        "control: base frozen, ControlNet + LoRA (needs --init)",
+        "control: base frozen, ControlNet + LoRA (needs --init); distill: the --init model distilled "
+        "into --num-inference-steps sampling steps, learning to do in one step what it does in two",
+    ),
+    Flag(
+        "num_inference_steps",
+        default=None,
+        metavar="K",
+        default_text="the preset's (with --init: the saved model's; with --stage distill: half of it)",
     ),
 )
 """The :class:`WorldModelConfig` fields ``vap-env train`` exposes."""
@@ -160,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if "heldout_psnr" not in result:  # not the main process of a multi-process launch: it evaluates nothing
         return 0
+    steps = model_config.num_inference_steps if model_config is not None else None
+    if args.stage == "distill":
+        print(f"distilled {2 * steps}-step sampling into {steps} step{'s' if steps > 1 else ''}")
     print(
         f"trained {result['step'] - result['start_step']} steps ({result['step']} in all) in "
         f"{result['seconds']:.0f} s, {result.get('it_per_s', float('nan')):.2f} steps/s; held-out one-step "
@@ -201,6 +217,13 @@ def _model_config(args: argparse.Namespace, init: Path | None) -> WorldModelConf
         ):
             # a vector prompt attached to a base that had none: its size is the data's
             given["state_dim"] = _state_dim(_episodes(args.data[0]), given["prompt"])
+        if args.stage == "distill" and "num_inference_steps" not in given:
+            if saved.num_inference_steps < 2:
+                raise ValueError(
+                    f"--init {init} samples with 1 step: pass --num-inference-steps K to distil its "
+                    "2K-step sampling into K steps"
+                )
+            given["num_inference_steps"] = saved.num_inference_steps // 2
         return dataclasses.replace(saved, stage=args.stage, **given)
     if args.config != "tiny":
         path = Path(args.config)

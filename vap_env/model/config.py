@@ -12,7 +12,7 @@ import json
 # The prompt-kind table is NumPy-only: this module stays torch- and PyBullet-free.
 from vap_env.prompts.kinds import PROMPT_KINDS, prompt_kind
 
-STAGES = ("pretrain", "control", "joint")
+STAGES = ("pretrain", "control", "joint", "distill")
 # What the diffusion generates for a new frame (WorldModelConfig.target).
 TARGETS = ("frame", "change")
 # Where the transformer reads the context latents (WorldModelConfig.context_layout).

@@ -62,6 +62,29 @@ def default_scheduler() -> CogVideoXDDIMScheduler:
     )
 
 
+def ddim_step(sample: Tensor, velocity: Tensor, alpha: Tensor, alpha_prev: Tensor) -> Tensor:
+    """One deterministic DDIM step of a v-prediction model, per row: ``CogVideoXDDIMScheduler.step``'s update.
+
+    ``sample`` is ``z_t``, ``velocity`` the model's output there; ``alpha`` and ``alpha_prev`` are ᾱ at ``t``
+    and at the step's end (``(B, 1, ...)``, broadcast; 1 for the clean end). The scheduler takes one timestep
+    for the whole batch; distillation draws one per row, hence this form.
+    """
+    clean = alpha.sqrt() * sample - (1 - alpha).sqrt() * velocity
+    keep = ((1 - alpha_prev) / (1 - alpha)).sqrt()
+    return keep * sample + (alpha_prev.sqrt() - alpha.sqrt() * keep) * clean
+
+
+def ddim_velocity_to(sample: Tensor, end: Tensor, alpha: Tensor, alpha_end: Tensor) -> Tensor:
+    """The velocity whose :func:`ddim_step` from ``sample`` (ᾱ ``alpha``) lands on ``end`` (ᾱ ``alpha_end``).
+
+    The step is ``end = k z + (sqrt(ᾱ_end) - sqrt(ᾱ) k) x0`` with ``k = sqrt((1 - ᾱ_end) / (1 - ᾱ))`` and
+    ``x0 = sqrt(ᾱ) z - sqrt(1 - ᾱ) v``: solved for ``x0``, then for ``v`` (progressive distillation's target).
+    """
+    keep = ((1 - alpha_end) / (1 - alpha)).sqrt()
+    clean = (end - keep * sample) / (alpha_end.sqrt() - alpha.sqrt() * keep)
+    return (alpha.sqrt() * sample - clean) / (1 - alpha).sqrt()
+
+
 @torch.no_grad()
 def sample_latents(
     denoiser: Denoiser,

@@ -41,6 +41,11 @@ def build_model(
         if init_from is None:
             if model_config is None:
                 raise ValueError("pass a model config for a new model, or `init_from` a saved one")
+            if model_config.stage == "distill":
+                raise ValueError(
+                    "stage 'distill' distils a trained model into fewer sampling steps: pass `init_from` "
+                    "the model to distil (the teacher)"
+                )
             if model_config.stage == "control":
                 raise ValueError(
                     "stage 'control' trains a ControlNet beside a frozen base: pass `init_from` a pretrain "
@@ -70,19 +75,41 @@ def build_model(
     return model
 
 
+def build_teacher(init_from: Path, student_steps: int) -> ActionToVideoModel:
+    """The frozen teacher of a ``distill`` run: the saved model, sampling with twice the student's steps.
+
+    The saved model's own ``num_inference_steps`` does not matter: a model saved for 4 steps teaches a
+    1-step student at 2 steps (what it does with 2 is what the student learns to do in 1).
+    """
+    teacher = ActionToVideoModel.from_pretrained(init_from)
+    teacher.config.num_inference_steps = 2 * student_steps
+    teacher.requires_grad_(False)
+    return teacher.eval()
+
+
 class DiffusionLoss(nn.Module):
-    """The model's latent training loss as a module's ``forward``.
+    """The model's latent training loss as a module's ``forward``; with a ``teacher``, the distillation loss.
 
     DDP (through ``accelerator.prepare``) synchronises gradients only for calls of the wrapped module's
-    ``forward``, not of other methods such as ``latent_training_loss``.
+    ``forward``, not of other methods such as ``latent_training_loss``. The teacher (frozen) is a submodule
+    so that it moves to the run's device with the model; it stays in eval mode.
     """
 
-    def __init__(self, model: ActionToVideoModel) -> None:
+    def __init__(self, model: ActionToVideoModel, teacher: ActionToVideoModel | None = None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.teacher = model, teacher
+
+    def train(self, mode: bool = True) -> DiffusionLoss:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
 
     def forward(
         self, latents: Tensor, prompts: Tensor | None, weight: Tensor, generator: torch.Generator
     ) -> Tensor:
-        """Loss of ``(B, Tc' + Tf', C, h, w)`` latents (:meth:`ActionToVideoModel.latent_training_loss`)."""
+        """Loss of ``(B, Tc' + Tf', C, h, w)`` latents (:meth:`ActionToVideoModel.latent_training_loss`, or
+        :meth:`~ActionToVideoModel.distillation_loss` towards the teacher)."""
+        if self.teacher is not None:
+            return self.model.distillation_loss(latents, prompts, self.teacher, generator, loss_weight=weight)
         return self.model.latent_training_loss(latents, prompts, generator, loss_weight=weight)

@@ -6,7 +6,9 @@ CPU runs (gloo; e.g. ``ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2``); only
 files and evaluates. Stages as in the paper: ``pretrain`` (the base transformer learns video continuation,
 conditioning off), ``control`` (base frozen; ControlNet + LoRA learn the action prompts; starts from a
 pretrain output, whose base takes any prompt kind and the ControlNet-only / LoRA-only ablations, see
-:func:`~vap_env.train.model_setup.build_model`) and ``joint`` (everything from scratch, for small models).
+:func:`~vap_env.train.model_setup.build_model`), ``joint`` (everything from scratch, for small models) and
+``distill`` (progressive distillation of a trained model into half its sampling steps, towards the frozen
+model it starts from: :meth:`~vap_env.model.cogvideox.training.ActionToVideoTrainingMixin.distillation_loss`).
 
 The parts live beside this loop: the held-out split in :mod:`vap_env.train.splits`, the cached latent
 clips and their batch order in :mod:`vap_env.train.latent_clips`, the model to train in
@@ -51,7 +53,7 @@ from vap_env.train.harness import (
 )
 from vap_env.train.latent_clips import EpochBatchSampler, LatentClips, make_clips
 from vap_env.train.metrics import MetricsLog
-from vap_env.train.model_setup import DiffusionLoss, build_model
+from vap_env.train.model_setup import DiffusionLoss, build_model, build_teacher
 from vap_env.train.splits import as_dirs, split_episodes
 from vap_env.train.validation import EVAL_FIELDS, evaluate, evaluation_batch
 
@@ -139,6 +141,10 @@ def train_world_model(
         find_unused_parameters=True,
     )
     model = build_model(model_config, codec_dir, init_from, config.seed)
+    teacher = None
+    if model.config.stage == "distill":
+        assert init_from is not None  # build_model refuses a new model in this stage
+        teacher = build_teacher(init_from, model.config.num_inference_steps).to(accelerator.device)
     where = (", ".join(map(str, data_dirs)), ", ".join(map(str, val_data_dirs or data_dirs)))
     train_clips, heldout_clips = make_clips(model.config, config, train_episodes, heldout_episodes, where)
     model.to(accelerator.device)
@@ -153,7 +159,7 @@ def train_world_model(
     latent_clips = LatentClips(train_clips, model)
     if model.config.target == "change" and model.config.change_scale is None:
         model.config.change_scale = _change_scale(model, latent_clips, accelerator)
-    run = _Run(accelerator, model, config, run_dir, latent_clips, eval_sets)
+    run = _Run(accelerator, model, config, run_dir, latent_clips, eval_sets, teacher)
     if run_dir.resume_from is not None:
         run.checkpoints.load(run_dir.resume_from, run.ema)
     run_dir.write_config(
@@ -204,6 +210,8 @@ class _Run:
         run_dir: The output directory.
         clips: The cached training clips.
         eval_sets: Held-out and training clips of :func:`evaluation_batch` for :func:`evaluate`.
+        teacher: The frozen teacher of a ``distill`` run (:func:`~vap_env.train.model_setup.build_teacher`),
+            else ``None``.
     """
 
     def __init__(
@@ -214,6 +222,7 @@ class _Run:
         run_dir: RunDirectory,
         clips: LatentClips,
         eval_sets: tuple[dict[str, Tensor], dict[str, Tensor]],
+        teacher: ActionToVideoModel | None = None,
     ) -> None:
         self.accelerator, self.model, self.config, self.run_dir, self.clips = (
             accelerator,
@@ -234,7 +243,7 @@ class _Run:
             num_training_steps=config.steps * n,
         )
         self.loss_module, self.optimizer, self.lr_scheduler = accelerator.prepare(
-            DiffusionLoss(model), optimizer, lr_scheduler
+            DiffusionLoss(model, teacher), optimizer, lr_scheduler
         )
         # registered in this order at every start, so that a checkpoint's custom states load into their own
         self.state = TrainState(config.seed, accelerator.process_index, accelerator.device)

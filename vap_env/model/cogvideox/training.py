@@ -9,6 +9,7 @@ the architecture and sampling, and this one what a trainer calls (:meth:`~Action
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from vap_env.model.cogvideox.controlnet import CogVideoXControlNet
 from vap_env.model.config import STAGES
+from vap_env.model.sampler import ddim_step, ddim_velocity_to
 
 if TYPE_CHECKING:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -27,7 +29,26 @@ if TYPE_CHECKING:
     from vap_env.model.cogvideox.transformer import ControlledCogVideoXTransformer
     from vap_env.model.config import WorldModelConfig
 
-__all__ = ["ActionToVideoTrainingMixin"]
+__all__ = ["ActionToVideoTrainingMixin", "distillation_timesteps"]
+
+
+def distillation_timesteps(scheduler: SchedulerMixin, student_steps: int) -> Tensor:
+    """The student's timestep grid of :meth:`ActionToVideoTrainingMixin.distillation_loss`.
+
+    The sampler's trailing DDIM grid of ``student_steps`` (``scheduler.set_timesteps``); a DDIM step from
+    ``t`` goes to ``t - T // steps`` (diffusers' rule). The teacher's grid of twice the steps must hold every
+    student timestep and the midpoint of each student step, so ``T`` (``num_train_timesteps``) must divide
+    by ``2 x student_steps``.
+    """
+    train_steps = scheduler.config.num_train_timesteps
+    if student_steps < 1 or train_steps % (2 * student_steps):
+        raise ValueError(
+            f"a {student_steps}-step student of a {2 * student_steps}-step teacher needs "
+            f"{2 * student_steps} to divide the {train_steps} training timesteps (1, 2, 4 or 5 steps for 1000)"
+        )
+    grid = copy.deepcopy(scheduler)  # set_timesteps changes the scheduler; the model's own one samples
+    grid.set_timesteps(student_steps)
+    return grid.timesteps.clone()
 
 
 class ActionToVideoTrainingMixin:
@@ -56,7 +77,9 @@ class ActionToVideoTrainingMixin:
         Args:
             stage: ``pretrain``: the base transformer (and null text) train, without conditioning;
                 ``control``: the base is frozen, ControlNet + LoRA + state embedder + null text train;
-                ``joint``: everything but the codec trains (small models from scratch).
+                ``joint``: everything but the codec trains (small models from scratch);
+                ``distill``: everything but the codec trains, towards a teacher that samples with twice the
+                steps (:meth:`distillation_loss`).
         """
         if stage not in STAGES:
             raise ValueError(f"`stage` must be one of {list(STAGES)}, got {stage!r}")
@@ -66,6 +89,7 @@ class ActionToVideoTrainingMixin:
             "pretrain": ("base",),
             "control": ("lora", "controlnet", "other"),
             "joint": ("base", "lora", "controlnet", "other"),
+            "distill": ("base", "lora", "controlnet", "other"),
         }[stage]
         for name, params in parts.items():
             for param in params:
@@ -233,6 +257,95 @@ class ActionToVideoTrainingMixin:
             self._rotary(),
         )
         error = (prediction.float() - velocity.float()).square()[:, n:]
+        if loss_weight is not None:
+            error = error * self._latent_weight(loss_weight)
+        return error.mean()
+
+    def distillation_loss(
+        self,
+        latents: Tensor,
+        prompts: Tensor | None,
+        teacher: ActionToVideoTrainingMixin,
+        generator: torch.Generator | None = None,
+        loss_weight: Tensor | None = None,
+    ) -> Tensor:
+        """Progressive distillation (Salimans & Ho, 2022): one DDIM step of this model does two of ``teacher``'s.
+
+        This model (the student) samples with ``config.num_inference_steps`` = K steps, the teacher (the same
+        architecture, usually the weights the student started from) with 2K. For each clip a timestep ``t`` of
+        the student's grid (:func:`distillation_timesteps`) is drawn and the clip's sample noised to ``z_t``
+        as in training; the teacher takes its two DDIM steps ``t -> t - T/2K -> t - T/K`` from there, exactly
+        as its sampler would (the sequence layout's context latents re-noised to the middle timestep with the
+        same noise, like the sampler's known prefix). The student's target is the velocity whose single DDIM
+        step from ``z_t`` lands where the teacher's two did (:func:`~vap_env.model.sampler.ddim_velocity_to`);
+        the loss is the squared error to it on the generated latents (weighted as :meth:`latent_training_loss`
+        weights, which is the paper's ``1 + SNR`` weighting of the clean-sample error). The control is always
+        on: classifier-free guidance is not distilled. Context-noise augmentation is drawn as in training and
+        given to both models alike.
+
+        Args:
+            latents: ``(B, Tc' + Tf', C, h, w)`` scaled clip latents (:meth:`encode_clip`).
+            prompts: The clip's prompts, as :meth:`latent_training_loss` takes them.
+            teacher: The model to distil; frozen, in eval mode, ``2 x num_inference_steps`` sampling steps.
+            generator: Source of the timesteps, noise and context-noise sigmas.
+            loss_weight: Optional ``(B, Tf, 1, H, W)`` per-pixel weights.
+
+        Returns:
+            The scalar loss (float32).
+        """
+        c, batch_size = self.config, latents.shape[0]
+        steps = c.num_inference_steps
+        if teacher.config.num_inference_steps != 2 * steps:
+            raise ValueError(
+                f"the teacher must sample with twice the student's {steps} steps, "
+                f"not {teacher.config.num_inference_steps}"
+            )
+        grid = distillation_timesteps(self.scheduler, steps)
+        prompts = self._check_prompts(prompts, batch_size)
+        device, dtype = self.device, self.dtype
+        latents = latents.to(device, dtype)
+        draw_device = generator.device if generator is not None else device
+        index = torch.randint(0, steps, (batch_size,), generator=generator, device=draw_device).to("cpu")
+        train_steps = self.scheduler.config.num_train_timesteps
+        t = grid[index]
+        t_mid, t_end = t - train_steps // (2 * steps), t - train_steps // steps
+        alphas = self.scheduler.alphas_cumprod
+        final = torch.as_tensor(float(self.scheduler.final_alpha_cumprod))
+
+        def alpha(timesteps: Tensor) -> Tensor:  # ᾱ per row, the final one for "before 0" (the clean sample)
+            a = torch.where(timesteps >= 0, alphas[timesteps.clamp(min=0)], final)
+            return a.to(device, torch.float32).view(-1, 1, 1, 1, 1)
+
+        a_t, a_mid, a_end = alpha(t), alpha(t_mid), alpha(t_end)
+        t, t_mid = t.to(device), t_mid.to(device)
+
+        n, nc = self.num_sequence_context, self.num_context_latents
+        sequence = latents[:, nc - n :]
+        noise = randn_tensor(tuple(sequence.shape), generator=generator, device=device, dtype=dtype)
+        context = latents[:, :nc]
+        if c.context_noise_log_sigma is not None:
+            log_sigma = torch.randn(batch_size, generator=generator, device=draw_device).to(device)
+            sigma = (log_sigma * c.context_noise_log_sigma_std + c.context_noise_log_sigma).exp().to(dtype)
+            eps = randn_tensor(tuple(context.shape), generator=generator, device=device, dtype=dtype)
+            context = context + sigma.view(-1, 1, 1, 1, 1) * eps
+        sample = self.to_target(sequence, context).float()
+        noisy = a_t.sqrt() * sample + (1 - a_t).sqrt() * noise.float()
+        conditioning = self._conditioning(context)
+        on = torch.ones(batch_size, device=device, dtype=dtype)
+
+        def velocity(model: ActionToVideoTrainingMixin, z: Tensor, timesteps: Tensor) -> Tensor:
+            model_input = torch.cat([z.to(dtype), conditioning], dim=2)
+            text, rotary = model._text(batch_size, None), model._rotary()
+            return model._predict(model_input, timesteps, text, prompts, on, rotary).float()
+
+        with torch.no_grad():
+            middle = ddim_step(noisy, velocity(teacher, noisy, t), a_t, a_mid)
+            if n:  # the sampler's known prefix: the context latents noised to this step, with the same noise
+                prefix = a_mid.sqrt() * sample[:, :n] + (1 - a_mid).sqrt() * noise[:, :n].float()
+                middle = torch.cat([prefix, middle[:, n:]], dim=1)
+            end = ddim_step(middle, velocity(teacher, middle, t_mid), a_mid, a_end)
+            target = ddim_velocity_to(noisy, end, a_t, a_end)
+        error = (velocity(self, noisy, t) - target).square()[:, n:]
         if loss_weight is not None:
             error = error * self._latent_weight(loss_weight)
         return error.mean()
