@@ -1,13 +1,14 @@
 """Open-loop fidelity of trained world models on held-out datasets, one table per dataset (e.g. per task).
 
 Each model replays every held-out episode's actions open loop from its first frame (never seeing another
-simulator frame); PSNR, SSIM, robot-mask ST-IoU (the shipped segmenter, or ``--segmenter``) and, for push,
+simulator frame; the sampler's noise is seeded from the episode's seed, so a rerun gives the same
+figures); PSNR, SSIM, robot-mask ST-IoU (the shipped segmenter, or ``--segmenter``) and, for push,
 cube-mask ST-IoU are scored at each horizon against the simulator, beside the trivial baseline that repeats
 the first frame. The scoring is the prompt-kind comparison's (``vap_env.evaluate.comparison``).
 
 Run (the default model's per-task figures in its model card; about 2 minutes on a 2-core CPU)::
 
-    python benchmarks/heldout_fidelity.py --models default runs/compare/skeleton \\
+    python benchmarks/heldout_fidelity.py --models default runs/default runs/compare/skeleton \\
         --data data/panda_push_heldout data/panda_reach_heldout --json docs/results/default_model_heldout.json
 """
 
@@ -16,8 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-
-import torch
 
 from vap_env.data import EpisodeDataset
 from vap_env.evaluate.comparison import BASELINE, evaluate_variant, fidelity_table, markdown_table
@@ -54,7 +53,6 @@ def main() -> None:
     p.add_argument("--segmenter", type=Path, help="robot segmenter directory; default: the shipped one")
     p.add_argument("--json", type=Path, required=True, help="where the figures go")
     p.add_argument("--episodes", type=int, help="only the first N episodes of each dataset; default: all")
-    p.add_argument("--seed", type=int, default=0, help="sampling noise seed; default: 0")
     args = p.parse_args()  # fmt: skip
 
     segmenter = RobotSegmenter.load(args.segmenter or default_segmenter_path())
@@ -68,7 +66,6 @@ def main() -> None:
         episodes = [dataset[i] for i in range(min(len(dataset), args.episodes or len(dataset)))]
         part: dict = {"task": episodes[0].task, "episodes": len(episodes), "models": {}, "seconds": {}}
         for name, model in models.items():
-            torch.manual_seed(args.seed)
             start = time.perf_counter()
             scored = evaluate_variant(model, episodes, segmenter, max(HORIZONS), progress=True)
             table = fidelity_table(scored["curves"], HORIZONS)

@@ -24,6 +24,7 @@ def test_the_default_ships_in_safetensors_within_50_mb() -> None:
         "held-out",
         "wall time",
         "--task reach",
+        "--stage distill",
     ):
         assert needed in card
 
@@ -35,7 +36,9 @@ def test_default_model_loads_with_its_codec_and_segmenter() -> None:
 
     model = load_world_model("default")
     assert model.config.robot == "panda" and model.config.image_size == (64, 64)
-    assert model.config.prompt == "skeleton" and model.config.stage == "control"
+    assert model.config.prompt == "skeleton" and model.config.stage == "distill"
+    # distilled for one denoising step: its config samples with 1 (more steps make it worse, see its card)
+    assert model.config.num_inference_steps == model.spec.num_inference_steps == 1
     assert isinstance(model.codec, FrameAutoencoder) and model.codec.spatial_factor == 4
     assert default_model_path() == DEFAULT_MODEL_DIR / "model"
     segmenter = RobotSegmenter.load(default_segmenter_path())
