@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -132,3 +133,17 @@ def test_a_student_that_is_its_two_step_teacher_has_zero_loss_when_two_steps_are
         model._predict = exact.__get__(model)
     value = student.distillation_loss(latents, prompts, teacher, torch.Generator().manual_seed(0))
     assert value.item() < 1e-8
+
+
+def test_a_distilled_model_warns_when_sampled_with_other_steps() -> None:
+    student, _ = _models("channels")
+    student.eval()
+    g = torch.Generator().manual_seed(0)
+    context = torch.rand(1, 2, 3, 32, 32, generator=g) * 2 - 1
+    prompts = torch.rand(1, 3, 3, 32, 32, generator=g) * 2 - 1
+    with pytest.warns(UserWarning, match="distilled to sample with 1 denoising step"):
+        student.generate(context, prompts, num_inference_steps=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its own step count: no warning
+        student.generate(context, prompts)
+        student.generate(context, prompts, num_inference_steps=1)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -428,6 +429,14 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         prompts = self._check_prompts(prompts, batch_size, device, dtype)
         if guidance_scale != 1.0 and prompts is None:
             raise ValueError("`guidance_scale` != 1 needs a control signal; prompt kind 'none' has none")
+        steps = num_inference_steps or c.num_inference_steps
+        if c.stage == "distill" and steps != c.num_inference_steps:
+            warnings.warn(
+                f"this model was distilled to sample with {c.num_inference_steps} denoising step(s); with "
+                f"{steps} its frames are worse (progressive distillation trains only its own steps): leave "
+                "`num_inference_steps` unset",
+                stacklevel=2,
+            )
         context = self.codec.encode(context_frames.to(device)).to(dtype)
         conditioning = self._conditioning(context)
         text = self._text(batch_size, text_embeds, device, dtype)
@@ -448,7 +457,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             denoise,
             self.scheduler,
             (batch_size, n + self.num_target_latents, *context.shape[2:]),
-            num_inference_steps or c.num_inference_steps,
+            steps,
             generator=generator,
             guidance_scale=guidance_scale,
             known_prefix=context if n else None,
