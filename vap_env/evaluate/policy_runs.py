@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from vap_env.data import Episode
 from vap_env.envs.vector_env import WorldModelVectorEnv
-from vap_env.policies import Policy, PolicyError, as_policy, is_batch_policy, split_named
+from vap_env.policies import Policy, PolicyError, as_policy, is_batch_policy, reads_images, split_named
 from vap_env.recording import record_episode
 
 PolicySource = str | Policy | type | Callable[[Any], Any]
@@ -192,37 +192,149 @@ def run_sim(
     max_steps: int,
     progress: bool = False,
     name: str | None = None,
+    frames: int | None = None,
 ) -> tuple[PolicyResult, list[Episode]]:
     """Runs a policy in the simulator from each seed; returns its results and recorded episodes.
 
     Args:
-        env: The simulator env (``obs_mode="both"``).
+        env: The simulator env: ``obs_mode="both"``, or ``"state"`` with ``frames`` for a policy that does not
+            read images (:func:`~vap_env.policies.base.reads_images`).
         policy: A policy built for ``env`` (one instance for every episode, reset with each episode's seed
             before it), or a source to build it from (``as_policy``).
         seeds: Reset seeds of the episodes.
         max_steps: The episode length limit.
         progress: Show a progress bar over the episodes.
         name: The policy's name, recorded as each episode's ``policy`` (default: the spec, if one).
+        frames: Keep only each episode's first ``frames`` frames (and the states, actions and rewards between
+            them): what open-loop replays to that horizon score. Each episode still runs to its end, and the
+            results describe all of it; ``extra["frames_of"]`` of a cut episode gives its full length in
+            frames. With a state-only ``env`` only those frames are rendered (a step with a 64x64 camera
+            image costs about 10x a state-only one). ``None`` keeps every frame.
+
+    Raises:
+        ValueError: A state-only ``env`` without ``frames``, or for a policy that reads images.
     """
     name = name if name is not None else policy if isinstance(policy, str) else describe(policy)
     if builds_instances(policy):
         policy = as_policy(policy, env, name=name)
     acting = _SingleRow(policy) if is_batch_policy(policy) else policy
-    episodes = [
-        record_episode(env, acting, seed, name, max_steps=max_steps)
-        for seed in tqdm(seeds, desc=f"sim {name}", unit="ep", disable=not progress, leave=False)
-    ]
+    state_only = env.unwrapped.obs_mode == "state"
+    if state_only and (frames is None or reads_images(policy)):
+        raise ValueError(
+            f"policy {name!r}: a state-only simulator records frames only for a policy that does not read "
+            "images, and only with `frames`; use an env with obs_mode='both'"
+        )
     has_object = bool(env.unwrapped.task.has_object)
-    final, moved = zip(*(_sim_distances(e, has_object) for e in episodes), strict=True)
-    result = PolicyResult(
-        np.array([e.success for e in episodes]),
-        np.array([e.rewards.sum() for e in episodes]),
-        np.array([len(e.actions) for e in episodes]),
-        np.array(final),
-        np.array(moved),
-        np.array(seeds),
+    episodes, outcomes = [], []
+    for seed in tqdm(seeds, desc=f"sim {name}", unit="ep", disable=not progress, leave=False):
+        if state_only:
+            episode, outcome = _record_leading_frames(env, acting, seed, name, max_steps, frames, has_object)
+        else:
+            episode = record_episode(env, acting, seed, name, max_steps=max_steps)
+            outcome = _outcome(episode, has_object)
+            if frames is not None and episode.num_frames > frames:
+                episode = _leading(episode, frames)
+        episodes.append(episode)
+        outcomes.append(outcome)
+    success, returns, lengths, final, moved = (np.array(column) for column in zip(*outcomes, strict=True))
+    return PolicyResult(success, returns, lengths, final, moved, np.array(seeds)), episodes
+
+
+def _outcome(episode: Episode, has_object: bool) -> tuple[bool, float, int, float, float]:
+    """(success, return, length, final distance, cube displacement) of a whole recorded episode."""
+    final, moved = _sim_distances(episode, has_object)
+    return episode.success, float(episode.rewards.sum()), len(episode.actions), final, moved
+
+
+_PER_FRAME = ("commanded_joints", "commanded_gripper", "joints", "gripper", "ee_position")
+
+
+def _leading(episode: Episode, frames: int) -> Episode:
+    """The first ``frames`` frames of ``episode`` (states, actions and rewards between them), marked cut."""
+    per_frame = {
+        k: getattr(episode, k)[:frames] for k in (*_PER_FRAME, "object_poses", "robot_mask", "object_mask")
+    }
+    return replace(
+        episode,
+        frames=episode.frames[:frames],
+        **per_frame,
+        actions=episode.actions[: frames - 1],
+        rewards=episode.rewards[: frames - 1],
+        extra=dict(episode.extra, frames_of=episode.num_frames),
     )
-    return result, episodes
+
+
+def _record_leading_frames(
+    env: gym.Env, policy: Any, seed: int, name: str, max_steps: int, frames: int, has_object: bool
+) -> tuple[Episode, tuple[bool, float, int, float, float]]:
+    """One episode in a state-only simulator, rendering only its first ``frames`` frames.
+
+    The same episode as :func:`~vap_env.recording.record_episode` in an ``obs_mode="both"`` env records, cut
+    to ``frames`` frames (``SimEnv`` draws the same camera and states whatever it observes, and renders a
+    frame on demand with ``frame()``), and the outcome of the whole episode.
+    """
+    base = env.unwrapped
+    obs, info = env.reset(seed=seed)
+    policy.reset(seed=seed)
+    rec: dict[str, list] = {k: [] for k in (*_PER_FRAME, "object_poses", "robot_mask", "object_mask")}
+    images: list[np.ndarray] = []
+    actions, rewards = [], []
+
+    def keep(info: dict) -> None:
+        shot = base.frame()
+        images.append(shot.rgb.copy())
+        rec["robot_mask"].append(shot.robot_mask.copy())
+        rec["object_mask"].append(shot.object_mask.copy())
+        rec["object_poses"].append(info.get("object_pose", np.zeros(7)))
+        for k in _PER_FRAME:
+            rec[k].append(info[k])
+
+    keep(info)
+    first_info, success, all_rewards = info, bool(info.get("is_success", False)), []
+    for _ in range(max_steps):
+        action = np.asarray(policy.act(obs), dtype=np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        all_rewards.append(reward)
+        success = success or bool(info.get("is_success", False))
+        if len(images) < frames:
+            actions.append(action)
+            rewards.append(reward)
+            keep(info)
+        if terminated or truncated:
+            break
+    f32 = np.float32
+    episode = Episode(
+        frames=np.stack(images).astype(np.uint8),
+        joints=np.stack(rec["joints"]).astype(f32),
+        gripper=np.asarray(rec["gripper"], f32),
+        commanded_joints=np.stack(rec["commanded_joints"]).astype(f32),
+        commanded_gripper=np.asarray(rec["commanded_gripper"], f32),
+        ee_position=np.stack(rec["ee_position"]).astype(f32),
+        actions=np.stack(actions).astype(f32) if actions else np.zeros((0, *env.action_space.shape), f32),
+        rewards=np.asarray(rewards, f32),
+        object_poses=np.stack(rec["object_poses"]).astype(f32),
+        goal=np.asarray(info["goal"], f32),
+        robot_mask=np.stack(rec["robot_mask"]).astype(bool),
+        object_mask=np.stack(rec["object_mask"]).astype(bool),
+        success=success,
+        camera=base.camera,
+        robot=base.robot.name,
+        task=base.interface.task_name,
+        action_mode=base.interface.action_mode,
+        seed=int(seed),
+        policy=name,
+        extra={"frames_of": len(all_rewards) + 1} if len(all_rewards) + 1 > len(images) else {},
+    )
+    # as _outcome computes them from a whole recorded episode (float32 as recorded), to the last bit
+    steps, total = len(all_rewards), float(np.asarray(all_rewards, f32).sum())
+    goal = np.asarray(info["goal"], f32).astype(np.float64)
+    if has_object:
+        start, end = (np.asarray(i["object_pose"][:3], f32).astype(np.float64) for i in (first_info, info))
+        final, moved = float(np.linalg.norm(end - goal)), float(np.linalg.norm(end - start))
+    else:
+        end = np.asarray(info["ee_position"], f32).astype(np.float64)
+        final, moved = float(np.linalg.norm(end - goal)), float("nan")
+    return episode, (success, total, steps, final, moved)
 
 
 def _sim_distances(episode: Episode, has_object: bool) -> tuple[float, float]:

@@ -48,6 +48,7 @@ from vap_env.evaluate.report import write_outputs
 from vap_env.evaluate.segmenter import RobotSegmenter, SegmenterConfig, fit_for_evaluation
 from vap_env.evaluate.summary import disagreement_section, policy_report, segmenter_report
 from vap_env.model.protocol import WorldModel
+from vap_env.policies import reads_images
 from vap_env.sim.registration import arm_robots, env_id
 from vap_env.tasks import task_spec
 
@@ -155,12 +156,15 @@ def evaluate(
         segmenter = default_segmenter_path()  # fitted with the default model's codec; None: fit one
     given = _given_segmenter(segmenter, run)
     timing: dict[str, float] = {}
-    sim_env = run.sim_env()
+    sim_env, state_env = run.sim_env(), run.sim_env("state")
     try:
         built = check_policies(sources, sim_env)
-        outcome = _evaluate_policies(run, sources, built, sim_env, timing, disagreement_videos)
+        outcome = _evaluate_policies(
+            run, sources, built, (sim_env, state_env), timing, disagreement_videos, horizon
+        )
     finally:
         sim_env.close()
+        state_env.close()
     model, c = run.model, run.model.spec
     config = {
         "model": str(model_dir) if isinstance(model_dir, str | Path) else "<in-memory model>",
@@ -183,7 +187,7 @@ def evaluate(
         return report
 
     t = time.perf_counter()
-    videos = write_disagreement_videos(out_dir, outcome.candidates.chosen(), outcome.episodes)
+    videos = write_disagreement_videos(out_dir, outcome.candidates.chosen(), outcome.video_episodes)
     report["disagreement"] = disagreement_section(outcome.sim, outcome.imagined, videos)
     timing["disagreement_videos"] = time.perf_counter() - t
 
@@ -231,8 +235,8 @@ class _Run:
         return WorldModelVectorEnv(self.model, num_envs=num_envs, max_episode_steps=self.max_steps,
                                    obs_mode="both", **self.world_kwargs())  # fmt: skip
 
-    def sim_env(self) -> gym.Env:
-        return gym.make(env_id(self.robot, self.task), obs_mode="both", image_size=self.image_size,
+    def sim_env(self, obs_mode: str = "both") -> gym.Env:
+        return gym.make(env_id(self.robot, self.task), obs_mode=obs_mode, image_size=self.image_size,
                         camera=self.camera, max_episode_steps=self.max_steps)  # fmt: skip
 
 
@@ -310,6 +314,7 @@ class _Outcome:
     sim: dict[str, PolicyResult] = field(default_factory=dict)
     imagined: dict[str, PolicyResult] = field(default_factory=dict)
     episodes: dict[str, list[Episode]] = field(default_factory=dict)
+    video_episodes: dict[str, list[Episode]] = field(default_factory=dict)
     status: dict[str, dict[str, str]] = field(default_factory=dict)
     candidates: CandidateFrames = field(default_factory=lambda: CandidateFrames(0))
     interrupted: bool = False
@@ -319,11 +324,21 @@ def _evaluate_policies(
     run: _Run,
     sources: Mapping[str, PolicySource],
     built: Mapping[str, Any],
-    sim_env: gym.Env,
+    sim_envs: tuple[gym.Env, gym.Env],
     timing: dict[str, float],
     videos: int,
+    horizon: int,
 ) -> _Outcome:
     """Every policy in the simulator (episodes kept for the replays) and in imagination.
+
+    ``sim_envs`` is the simulator observing images and state (``obs_mode="both"``) and observing the state
+    alone. A policy that does not read images (:func:`~vap_env.policies.base.reads_images`: the scripted
+    experts, random actions) runs on the second, which renders only the first ``horizon + 1`` frames of each
+    episode, what the open-loop replays score, and its episodes are kept cut to those frames; the episodes of
+    its disagreement videos are run again in full at the end (``out.video_episodes``: the simulator and such
+    a policy's noise are functions of the seed, so it is the same episode). Any other policy runs on the
+    first and keeps its whole episodes, so that its videos show the scored episodes whatever the policy
+    does between episodes.
 
     With ``videos``, each imagined batch captures its frames and ``out.candidates`` keeps those of the
     episodes that may get one of the ``videos`` disagreement videos (:class:`CandidateFrames`). A policy
@@ -338,7 +353,12 @@ def _evaluate_policies(
         stage = "sim"
         try:
             t = time.perf_counter()
-            sim, recorded = run_sim(sim_env, built[name], run.seeds, run.max_steps, run.progress, name)
+            # a policy that reads images keeps its whole episodes; the others' are cut (docstring)
+            images = reads_images(built[name])
+            env, frames = (sim_envs[0], None) if images else (sim_envs[1], horizon + 1)
+            sim, recorded = run_sim(
+                env, built[name], run.seeds, run.max_steps, run.progress, name, frames=frames
+            )
             timing["sim"] = timing.get("sim", 0.0) + time.perf_counter() - t
             stage, t = "imagined", time.perf_counter()
             size = imagined_batch_size(sources[name], built[name], run.batch_size)
@@ -360,7 +380,25 @@ def _evaluate_policies(
         out.sim[name], out.imagined[name], out.episodes[name] = sim, imagined, recorded
         out.candidates.commit(name)
         out.status[name] = {"status": "ok"}
+    t = time.perf_counter()
+    out.video_episodes = _video_episodes(run, out, built, sim_envs[0])
+    timing["sim"] = timing.get("sim", 0.0) + time.perf_counter() - t
     return out
+
+
+def _video_episodes(run: _Run, out: _Outcome, built: Mapping[str, Any], sim_env: gym.Env) -> dict[str, list]:
+    """The whole simulator episodes of the chosen disagreement videos: the kept ones, or, where those were cut
+    to the replay horizon (``extra["frames_of"]``), the episode run again from its seed with its policy."""
+    full: dict[str, list[Episode]] = {}
+    for name, chosen in out.candidates.chosen().items():
+        kept = {int(e.seed): e for e in out.episodes[name]}
+        seeds = [c.seed for c in chosen if "frames_of" in kept[c.seed].extra]
+        again = {}
+        if seeds:
+            _, episodes = run_sim(sim_env, built[name], seeds, run.max_steps, False, name)
+            again = dict(zip(seeds, episodes, strict=True))
+        full[name] = [again.get(c.seed, kept[c.seed]) for c in chosen]
+    return full
 
 
 def _evaluate_fidelity(

@@ -6,7 +6,7 @@ what policy evaluation compares across the simulator and imagination; ``sb3:PATH
 any of them (a spec, a policy, a class, a factory, a function) into a policy whose actions are checked.
 """
 
-from vap_env.policies.base import BatchPolicy, Policy, PolicyError, is_batch_policy
+from vap_env.policies.base import BatchPolicy, Policy, PolicyError, is_batch_policy, reads_images
 from vap_env.policies.checked import CheckedBatchPolicy, CheckedPolicy
 from vap_env.policies.factory import POLICY_BUILDERS, make_policy
 from vap_env.policies.random_policy import RandomPolicy
@@ -19,6 +19,7 @@ __all__ = [
     "BatchPolicy",
     "PolicyError",
     "is_batch_policy",
+    "reads_images",
     "as_policy",
     "as_batch_policy",
     "split_named",

@@ -39,6 +39,17 @@ class BatchPolicy(Protocol):
     def act_batch(self, obs: Any) -> np.ndarray: ...
 
 
+def reads_images(policy: object) -> bool:
+    """Whether ``policy`` may read the camera image of an observation.
+
+    A policy says it does not with a ``reads_images = False`` attribute (the scripted experts read the state,
+    the random policy nothing); any other policy is assumed to read it. Callers that render only for the
+    policy's sake may then skip the camera (``vap-env evaluate`` runs such policies on a state-only
+    simulator and renders only the frames it scores).
+    """
+    return bool(getattr(policy, "reads_images", True))
+
+
 def is_batch_policy(policy: object) -> bool:
     """Whether ``policy`` acts for a whole batch in one call (it has ``reset_batch`` and ``act_batch``)."""
     return isinstance(policy, BatchPolicy)

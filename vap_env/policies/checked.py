@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from vap_env.policies.base import BatchPolicy, Policy, PolicyError, is_batch_policy
+from vap_env.policies.base import BatchPolicy, Policy, PolicyError, is_batch_policy, reads_images
 
 # Bounds slack: a policy computing exactly 1.0 in float64 may round to 1.0000001 in float32.
 ATOL = 1e-6
@@ -31,6 +31,11 @@ class CheckedPolicy:
 
     def __init__(self, policy: Policy, action_space: spaces.Space, name: str, atol: float = ATOL) -> None:
         self.policy, self.action_space, self.name, self.atol = policy, action_space, name, float(atol)
+
+    @property
+    def reads_images(self) -> bool:
+        """The wrapped policy's (:func:`~vap_env.policies.base.reads_images`)."""
+        return reads_images(self.policy)
 
     def reset(self, seed: int | None = None) -> None:
         self._call("reset", self.policy.reset, seed)

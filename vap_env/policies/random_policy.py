@@ -27,6 +27,8 @@ class RandomPolicy:
         self._seed = seed
         self._rng = np.random.default_rng(seed)
 
+    reads_images = False  # it ignores the observation (:func:`~vap_env.policies.base.reads_images`)
+
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self._rng = np.random.default_rng(seed)

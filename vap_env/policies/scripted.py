@@ -52,6 +52,8 @@ class _ScriptedPolicy:
         self.noise, self.hesitation = float(noise), float(hesitation)
         self._rng = np.random.default_rng(seed)
 
+    reads_images = False  # the state alone (:func:`~vap_env.policies.base.reads_images`)
+
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self._rng = np.random.default_rng(seed)
