@@ -166,11 +166,13 @@ def test_the_videos_show_the_scored_episodes_and_capture_changes_no_number(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shown: list[np.ndarray] = []
+    shown_sim: list[np.ndarray] = []
     paths: list[Path] = []
     paired, write = disagreement._paired_frames, disagreement.write_video
 
     def spy_paired(sim, imagined, *flags):  # noqa: ANN001, ANN202 - a pass-through spy
         shown.append(imagined)
+        shown_sim.append(sim)
         return paired(sim, imagined, *flags)
 
     def spy_write(path, frames):  # noqa: ANN001, ANN202
@@ -189,6 +191,16 @@ def test_the_videos_show_the_scored_episodes_and_capture_changes_no_number(
     run = runner._prepare(tiny_model_dir, "panda", "reach", runner.EvaluateConfig.seed, 5, 4, "fixed",
                           None, None, 2, False)  # fmt: skip
     compared: list[int] = []
+    # the simulator panel is the whole episode, though the evaluation kept these state-only policies' episodes
+    # cut to the replay horizon (3 frames): it was run again, and is the episode a full recording gives
+    sim_env = run.sim_env()
+    for path, sim in zip(paths, shown_sim, strict=True):
+        name, seed = path.stem.rsplit("_seed", 1)
+        source = next(p for p in ("random", "scripted:noise=0.5") if disagreement.slug(p) == name)
+        _, (whole,) = runner.run_sim(sim_env, source, [int(seed)], run.max_steps)
+        assert len(sim) == whole.num_frames > 3
+        np.testing.assert_array_equal(sim, whole.frames)
+    sim_env.close()
     for name in ("random", "scripted:noise=0.5"):
         again = runner.run_imagined(run.vector_env, name, run.seeds, run.max_steps, 2, capture=True)
         recorded = with_videos["policies"][name]["per_episode"]

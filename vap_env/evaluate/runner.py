@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -380,9 +381,10 @@ def _evaluate_policies(
         out.sim[name], out.imagined[name], out.episodes[name] = sim, imagined, recorded
         out.candidates.commit(name)
         out.status[name] = {"status": "ok"}
-    t = time.perf_counter()
-    out.video_episodes = _video_episodes(run, out, built, sim_envs[0])
-    timing["sim"] = timing.get("sim", 0.0) + time.perf_counter() - t
+    if not out.interrupted:
+        t = time.perf_counter()
+        out.video_episodes = _video_episodes(run, out, built, sim_envs[0])
+        timing["sim"] = timing.get("sim", 0.0) + time.perf_counter() - t
     return out
 
 
@@ -397,6 +399,14 @@ def _video_episodes(run: _Run, out: _Outcome, built: Mapping[str, Any], sim_env:
         if seeds:
             _, episodes = run_sim(sim_env, built[name], seeds, run.max_steps, False, name)
             again = dict(zip(seeds, episodes, strict=True))
+        for seed, episode in again.items():
+            if not np.array_equal(episode.frames[: kept[seed].num_frames], kept[seed].frames):
+                logger.warning(
+                    "policy %r, seed %d: its episode run again for the video differs from the scored one "
+                    "(a policy whose actions are not a function of its reset seed); the video shows the rerun",
+                    name,
+                    seed,
+                )
         full[name] = [again.get(c.seed, kept[c.seed]) for c in chosen]
     return full
 

@@ -44,7 +44,7 @@ def distillation_timesteps(scheduler: SchedulerMixin, student_steps: int) -> Ten
     if student_steps < 1 or train_steps % (2 * student_steps):
         raise ValueError(
             f"a {student_steps}-step student of a {2 * student_steps}-step teacher needs "
-            f"{2 * student_steps} to divide the {train_steps} training timesteps (1, 2, 4 or 5 steps for 1000)"
+            f"{2 * student_steps} to divide the {train_steps} training timesteps (for 1000: 1, 2, 4, 5, 10, ... steps)"
         )
     grid = copy.deepcopy(scheduler)  # set_timesteps changes the scheduler; the model's own one samples
     grid.set_timesteps(student_steps)
