@@ -27,7 +27,8 @@ def test_latent_world_model_beats_repeat_last_frame_on_heldout(tmp_path: Path) -
                                codec_dir=DEFAULT_MODEL_DIR / "model" / "codec", val_data_dir=heldout)  # fmt: skip
     # Measured (one torch thread, shared CPU, 17 min; the whole .ci/run took 16.5 min): held-out one-step PSNR
     # 13.4 dB untrained -> 26.74 dB, against 25.12 dB for repeating the last frame; SSIM 0.894 vs 0.880.
-    # After 600 steps it was still below (23.95 dB).
-    assert result["baseline_psnr"] == pytest.approx(25.12, abs=0.05)
+    # After 600 steps it was still below (23.95 dB). The repeat baseline is a function of the recorded data:
+    # 25.06 dB since the IK change of 7 December 2026 (commands moved by up to 7e-5 rad).
+    assert result["baseline_psnr"] == pytest.approx(25.06, abs=0.05)
     assert result["heldout_psnr"] > result["baseline_psnr"] + 0.8
     assert result["heldout_ssim"] > result["baseline_ssim"]
