@@ -164,23 +164,25 @@ def _save_figure(fig: Any, path: Path) -> Path:
 
 
 def plot_success(report: dict, path: Path) -> Path:
-    """Imagined against simulated success rate, one labelled point per policy, with the diagonal."""
+    """Imagined against simulated success rate, one point per policy (named in the legend), with the diagonal.
+
+    The names go to a legend beside the axes, not next to the points: a family's rates often sit within a
+    few points of each other (every policy near 0 in imagination), where labels on the plot overlap. Each
+    policy has its own colour and marker, so points on the same spot stay apart in the legend.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 5))
+    fig, ax = plt.subplots(figsize=(8.2, 5))
     ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="imagined = simulated")
-    stacked: dict[tuple[float, float], int] = {}  # policies on the same point get their labels stacked
-    for spec, row in report["policies"].items():
+    markers = "osD^vP*Xh<>"
+    for i, (spec, row) in enumerate(report["policies"].items()):
         if row.get("sim_success") is None:
             continue  # failed or not run: no point
         point = (row["sim_success"], row["imagined_success"])
-        ax.scatter(*point, s=40, zorder=3)
-        above = stacked.get(point, 0)
-        stacked[point] = above + 1
-        ax.annotate(spec, point, fontsize=7, xytext=(5, 4 + 9 * above), textcoords="offset points")
+        ax.scatter(*point, s=45, zorder=3, marker=markers[i % len(markers)], label=spec, alpha=0.85)
     c = report["correlation"]
     ax.set(
         xlim=(-0.05, 1.05),
@@ -189,7 +191,8 @@ def plot_success(report: dict, path: Path) -> Path:
         ylabel="success rate in imagination",
         title=f"Pearson {_fmt(c['pearson'])}, Spearman {_fmt(c['spearman'])}, MMRV {_fmt(c['mmrv'])}",
     )
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     return _save_figure(fig, path)
 
 
