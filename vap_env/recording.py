@@ -25,7 +25,6 @@ def record_episode(env, policy, seed: int, policy_spec: str = "", max_steps: int
         policy_spec: Recorded as the episode's ``policy`` field.
         max_steps: Stop after this many steps (defaults to the env's time limit).
     """
-    base = env.unwrapped
     obs, info = env.reset(seed=seed)
     policy.reset(seed=seed)
     limit = max_steps or (env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 50)
@@ -54,20 +53,41 @@ def record_episode(env, policy, seed: int, policy_spec: str = "", max_steps: int
         success = success or bool(info.get("is_success", False))
         if terminated or truncated:
             break
-    f32 = np.float32
+    return stack_episode(env, frames, rec, poses, actions, rewards, info["goal"], success, seed, policy_spec)
+
+
+def stack_episode(
+    env,
+    frames: list[np.ndarray],
+    states: dict[str, list],
+    object_poses: list[np.ndarray],
+    actions: list[np.ndarray],
+    rewards: list[float],
+    goal: np.ndarray,
+    success: bool,
+    seed: int,
+    policy_spec: str,
+) -> Episode:
+    """An :class:`Episode` from per-step lists recorded in ``env`` (a ``SimEnv``, possibly wrapped).
+
+    ``states`` holds one entry per frame of each of ``commanded_joints``, ``commanded_gripper``, ``joints``,
+    ``gripper``, ``ee_position``, ``robot_mask`` and ``object_mask`` (``info``'s keys); ``actions`` and
+    ``rewards`` one per transition.
+    """
+    base, f32 = env.unwrapped, np.float32
     return Episode(
         frames=np.stack(frames).astype(np.uint8),
-        joints=np.stack(rec["joints"]).astype(f32),
-        gripper=np.asarray(rec["gripper"], f32),
-        commanded_joints=np.stack(rec["commanded_joints"]).astype(f32),
-        commanded_gripper=np.asarray(rec["commanded_gripper"], f32),
-        ee_position=np.stack(rec["ee_position"]).astype(f32),
-        actions=np.stack(actions).astype(f32),
+        joints=np.stack(states["joints"]).astype(f32),
+        gripper=np.asarray(states["gripper"], f32),
+        commanded_joints=np.stack(states["commanded_joints"]).astype(f32),
+        commanded_gripper=np.asarray(states["commanded_gripper"], f32),
+        ee_position=np.stack(states["ee_position"]).astype(f32),
+        actions=np.stack(actions).astype(f32) if actions else np.zeros((0, *env.action_space.shape), f32),
         rewards=np.asarray(rewards, f32),
-        object_poses=np.stack(poses).astype(f32),
-        goal=np.asarray(info["goal"], f32),
-        robot_mask=np.stack(rec["robot_mask"]).astype(bool),
-        object_mask=np.stack(rec["object_mask"]).astype(bool),
+        object_poses=np.stack(object_poses).astype(f32),
+        goal=np.asarray(goal, f32),
+        robot_mask=np.stack(states["robot_mask"]).astype(bool),
+        object_mask=np.stack(states["object_mask"]).astype(bool),
         success=success,
         camera=base.camera,
         robot=base.robot.name,

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from vap_env.data import Episode
 from vap_env.envs.vector_env import WorldModelVectorEnv
 from vap_env.policies import Policy, PolicyError, as_policy, is_batch_policy, reads_images, split_named
-from vap_env.recording import record_episode
+from vap_env.recording import record_episode, stack_episode
 
 PolicySource = str | Policy | type | Callable[[Any], Any]
 """A spec string, a policy (or batch policy) object, a policy class, or a factory ``(env) -> policy``."""
@@ -302,29 +302,11 @@ def _record_leading_frames(
             keep(info)
         if terminated or truncated:
             break
+    episode = stack_episode(env, images, rec, rec["object_poses"], actions, rewards, info["goal"], success,
+                            seed, name)  # fmt: skip
+    if len(all_rewards) + 1 > len(images):
+        episode.extra["frames_of"] = len(all_rewards) + 1
     f32 = np.float32
-    episode = Episode(
-        frames=np.stack(images).astype(np.uint8),
-        joints=np.stack(rec["joints"]).astype(f32),
-        gripper=np.asarray(rec["gripper"], f32),
-        commanded_joints=np.stack(rec["commanded_joints"]).astype(f32),
-        commanded_gripper=np.asarray(rec["commanded_gripper"], f32),
-        ee_position=np.stack(rec["ee_position"]).astype(f32),
-        actions=np.stack(actions).astype(f32) if actions else np.zeros((0, *env.action_space.shape), f32),
-        rewards=np.asarray(rewards, f32),
-        object_poses=np.stack(rec["object_poses"]).astype(f32),
-        goal=np.asarray(info["goal"], f32),
-        robot_mask=np.stack(rec["robot_mask"]).astype(bool),
-        object_mask=np.stack(rec["object_mask"]).astype(bool),
-        success=success,
-        camera=base.camera,
-        robot=base.robot.name,
-        task=base.interface.task_name,
-        action_mode=base.interface.action_mode,
-        seed=int(seed),
-        policy=name,
-        extra={"frames_of": len(all_rewards) + 1} if len(all_rewards) + 1 > len(images) else {},
-    )
     # as _outcome computes them from a whole recorded episode (float32 as recorded), to the last bit
     steps, total = len(all_rewards), float(np.asarray(all_rewards, f32).sum())
     goal = np.asarray(info["goal"], f32).astype(np.float64)

@@ -233,12 +233,7 @@ class ActionToVideoTrainingMixin:
         sequence = latents[:, nc - n :]
         noise = randn_tensor(tuple(sequence.shape), generator=generator, device=device, dtype=dtype)
 
-        context = latents[:, :nc]
-        if c.context_noise_log_sigma is not None:
-            log_sigma = torch.randn(batch_size, generator=generator, device=draw_device).to(device)
-            sigma = (log_sigma * c.context_noise_log_sigma_std + c.context_noise_log_sigma).exp().to(dtype)
-            eps = randn_tensor(tuple(context.shape), generator=generator, device=device, dtype=dtype)
-            context = context + sigma.view(-1, 1, 1, 1, 1) * eps
+        context = self._augment_context(latents[:, :nc], generator)
         # the diffusion's sample: the context, then the target frames' latents or their scaled change from
         # the context as the model sees it (noised), which is what sampling adds the change back to
         sample = self.to_target(sequence, context)
@@ -322,12 +317,7 @@ class ActionToVideoTrainingMixin:
         n, nc = self.num_sequence_context, self.num_context_latents
         sequence = latents[:, nc - n :]
         noise = randn_tensor(tuple(sequence.shape), generator=generator, device=device, dtype=dtype)
-        context = latents[:, :nc]
-        if c.context_noise_log_sigma is not None:
-            log_sigma = torch.randn(batch_size, generator=generator, device=draw_device).to(device)
-            sigma = (log_sigma * c.context_noise_log_sigma_std + c.context_noise_log_sigma).exp().to(dtype)
-            eps = randn_tensor(tuple(context.shape), generator=generator, device=device, dtype=dtype)
-            context = context + sigma.view(-1, 1, 1, 1, 1) * eps
+        context = self._augment_context(latents[:, :nc], generator)
         sample = self.to_target(sequence, context).float()
         noisy = a_t.sqrt() * sample + (1 - a_t).sqrt() * noise.float()
         conditioning = self._conditioning(context)
@@ -349,6 +339,19 @@ class ActionToVideoTrainingMixin:
         if loss_weight is not None:
             error = error * self._latent_weight(loss_weight)
         return error.mean()
+
+    def _augment_context(self, context: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The context latents with training's context-noise augmentation (``context_noise_log_sigma``), one
+        ``sigma`` per clip; unchanged when it is off. Draws from ``generator`` after the diffusion noise."""
+        c = self.config
+        if c.context_noise_log_sigma is None:
+            return context
+        device, dtype = context.device, context.dtype
+        draw_device = generator.device if generator is not None else device
+        log_sigma = torch.randn(context.shape[0], generator=generator, device=draw_device).to(device)
+        sigma = (log_sigma * c.context_noise_log_sigma_std + c.context_noise_log_sigma).exp().to(dtype)
+        eps = randn_tensor(tuple(context.shape), generator=generator, device=device, dtype=dtype)
+        return context + sigma.view(-1, 1, 1, 1, 1) * eps
 
     def to_target(self, latents: Tensor, context: Tensor) -> Tensor:
         """The transformer's sequence of clip latents -> the diffusion's sample (``WorldModelConfig.target``).
