@@ -34,14 +34,6 @@ TRANSFORMER_WEIGHTS = "transformer/diffusion_pytorch_model.safetensors"
 CONTROLNET_WEIGHTS = "controlnet/diffusion_pytorch_model.safetensors"
 
 
-@pytest.fixture(scope="module")
-def episodes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six scripted Panda push episodes at 32x32 (about 35 frames each) from the simulator."""
-    out = tmp_path_factory.mktemp("data") / "panda_push"
-    collect("panda", "push", 6, "scripted:noise=0.2", out, image_size=32, progress=False)
-    return out
-
-
 def tiny_config(**overrides: object) -> WorldModelConfig:
     """A pixel-space tiny model for 32x32 frames: patch 8 (16 tokens a frame), 2-block ControlNet."""
     values: dict[str, object] = dict(patch_size=8)

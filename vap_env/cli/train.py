@@ -102,6 +102,8 @@ TRAIN_FLAGS = (
     Flag("checkpoint_every", note=f"the last {WorldModelTrainConfig.keep_checkpoints} are kept"),
     Flag("interaction_weight", metavar="W"),
     Flag("object_weight", metavar="W"),
+    Flag("rollout_fraction", metavar="F"),
+    Flag("rollout_frames", metavar="L"),
     "ema",
     Flag("mixed_precision", choices=MIXED_PRECISIONS),
     "gradient_checkpointing",

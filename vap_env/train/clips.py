@@ -35,6 +35,10 @@ class ClipConfig:
         object_weight: Extra loss weight on the object's pixels (its recorded mask, dilated by
             ``object_dilation`` pixels) in the target frames and in the last context frame; 0 disables it.
         object_dilation: Pixels by which the object masks grow.
+        rollout_frames: Frames between the context and the target that training on the model's own
+            rollouts generates (``WorldModelTrainConfig.rollout_fraction``): each clip is then
+            ``context_frames + rollout_frames + target_frames`` frames, its items' ``context`` the first
+            ``context_frames + rollout_frames``. 0 for plain clips.
     """
 
     prompt: str = "skeleton"
@@ -44,6 +48,7 @@ class ClipConfig:
     interaction_radius: float = 0.08
     object_weight: float = 0.0
     object_dilation: int = 2
+    rollout_frames: int = 0
 
     def __post_init__(self) -> None:
         prompt_kind(self.prompt)  # ValueError naming the valid kinds
@@ -56,6 +61,8 @@ class ClipConfig:
             raise ValueError(
                 f"`interaction_weight` must be >= 1 (1 switches it off), got {self.interaction_weight}"
             )
+        if self.rollout_frames < 0:
+            raise ValueError(f"`rollout_frames` must be >= 0, got {self.rollout_frames}")
         if self.object_weight < 0 or self.object_dilation < 0:
             raise ValueError(
                 f"`object_weight` and `object_dilation` must be >= 0, got {self.object_weight}, "
@@ -63,8 +70,13 @@ class ClipConfig:
             )
 
     @property
+    def leading_frames(self) -> int:
+        """Frames of a clip before its target: the context and the rollout frames."""
+        return self.context_frames + self.rollout_frames
+
+    @property
     def clip_length(self) -> int:
-        return self.context_frames + self.target_frames
+        return self.leading_frames + self.target_frames
 
 
 def render_episode_prompts(episode: Episode, robot: Robot, kind: str) -> np.ndarray:
@@ -101,14 +113,15 @@ def dilated_object_masks(episode: Episode, dilation: int) -> np.ndarray:
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Every window of ``context_frames + target_frames`` consecutive frames of every episode.
+    """Every window of ``clip_length`` consecutive frames of every episode (see :class:`ClipConfig`).
 
     With several context frames, the first windows of an episode start before it and repeat its first frame
     (and prompt) in the missing context places, as the imagined env fills its context at reset: the model
     learns the first step it will be asked for.
 
     Items are dicts of tensors:
-        ``context`` (Tc, 3, H, W) and ``target`` (Tf, 3, H, W) float in [-1, 1];
+        ``context`` (Tc, 3, H, W) and ``target`` (Tf, 3, H, W) float in [-1, 1] (``Tc`` counts the rollout
+        frames too);
         ``prompts`` (Tc + Tf, 3, H, W) float in [-1, 1], or (Tc + Tf, D) float for the ``state`` prompt;
         ``weight`` (Tf, 1, H, W) float loss weights; ``episode`` and ``start`` indices.
 
@@ -139,7 +152,7 @@ class ClipDataset(torch.utils.data.Dataset):
             self.masks.append(interaction_masks(ep, robot, config.interaction_radius))
             if config.object_weight > 0:
                 self.objects.append(dilated_object_masks(ep, config.object_dilation))
-            first = 1 - config.context_frames  # windows whose context starts before the episode
+            first = 1 - config.leading_frames  # windows whose context starts before the episode
             self.index += [(e_idx, s) for s in range(first, ep.num_frames - config.clip_length + 1)]
         robot.close()
         if not self.index:
@@ -159,7 +172,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e, s = self.index[i]
-        c = self.config.context_frames
+        c = self.config.leading_frames
         at = self.frame_indices(s)
         frames = self.to_tensor(self.frames[e][at])
         prompts = self.prompts[e][at]

@@ -49,6 +49,14 @@ class WorldModelTrainConfig:
         object_weight: Extra loss weight on the manipulated object, where it is in the target frames and
             where it was in the last context frame (its recorded masks, dilated by 2 pixels); 0 switches it
             off. See docs/results/interaction_experiments.md.
+        rollout_fraction: Share of each batch trained on the model's own rollouts (a closed-loop signal
+            against autoregressive drift): in those clips the last ``rollout_frames`` context frames are not
+            the recorded ones but what the model, at its current weights and with its own denoising steps,
+            generates from the recorded frames before them and their prompts, decoded and encoded again as
+            the imagined env feeds its frames back. Costs ``rollout_frames`` x steps forward passes per such
+            clip. 0 switches it off.
+        rollout_frames: Frames a rollout generates, one after another, each from the frames before it
+            (beyond the model's context frames, later ones are generated from generated ones).
         log_every: Steps between rows of ``metrics.csv`` (mean loss, lr, it/s).
         seed: Seed of the weights, the clip order and the diffusion noise.
         log: ``csv`` (``metrics.csv`` only) or ``tensorboard`` (the same CSV, plus TensorBoard event files
@@ -77,6 +85,8 @@ class WorldModelTrainConfig:
     interaction_weight: float = 3.0
     interaction_radius: float = 0.08
     object_weight: float = 0.0
+    rollout_fraction: float = 0.0
+    rollout_frames: int = 1
     log_every: int = 10
     seed: int = 0
     log: str = LOGGERS[0]
@@ -113,6 +123,12 @@ class WorldModelTrainConfig:
             )
         if self.object_weight < 0:
             raise ValueError(f"`object_weight` must be >= 0 (0 switches it off), got {self.object_weight}")
+        if not 0.0 <= self.rollout_fraction <= 1.0:
+            raise ValueError(
+                f"`rollout_fraction` must be in [0, 1] (0 switches it off), got {self.rollout_fraction}"
+            )
+        if self.rollout_frames < 1:
+            raise ValueError(f"`rollout_frames` must be >= 1, got {self.rollout_frames}")
         if not 0.0 < self.interaction_radius <= 1.0:
             raise ValueError(f"`interaction_radius` must be in (0, 1], got {self.interaction_radius}")
 

@@ -7,6 +7,7 @@ index, so a resumed run draws exactly the batches of an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import torch
@@ -62,7 +63,11 @@ def make_clips(
         interaction_radius=config.interaction_radius,
         object_weight=config.object_weight,
     )
-    train_clips, heldout_clips = ClipDataset(train, clip_config), ClipDataset(heldout, clip_config)
+    # training on the model's own rollouts needs the frames they start from; validation clips stay plain
+    rollout = dataclasses.replace(
+        clip_config, rollout_frames=config.rollout_frames if config.rollout_fraction else 0
+    )
+    train_clips, heldout_clips = ClipDataset(train, rollout), ClipDataset(heldout, clip_config)
     vector = prompt_kind(model_config.prompt).conditioning == "vector"
     if vector and train_clips.prompts[0].shape[-1] != model_config.state_dim:
         raise ValueError(
@@ -88,6 +93,11 @@ class LatentClips(torch.utils.data.Dataset):
     def __init__(self, clips: ClipDataset, model: ActionToVideoModel, batch_size: int = 64) -> None:
         self.clips = clips
         self.per_frame = model.codec.temporal_factor == 1
+        if clips.config.rollout_frames and not self.per_frame:
+            raise ValueError(
+                "training on the model's own rollouts needs a per-frame codec (temporal factor 1), this model's "
+                f"has temporal factor {model.codec.temporal_factor}: set `rollout_fraction` to 0"
+            )
         self.cache: list[Tensor] = []
         with torch.no_grad():
             if self.per_frame:
@@ -109,8 +119,8 @@ class LatentClips(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def change_std(self, num_context_latents: int, max_clips: int = 4096) -> float:
-        """Standard deviation of the target latents' change from the last context latent.
+    def change_std(self, num_target_latents: int, max_clips: int = 4096) -> float:
+        """Standard deviation of the target latents' change from the latent before them (the last context's).
 
         Over up to ``max_clips`` clips spread evenly over the dataset: what a ``change`` model's scale is
         measured from (``WorldModelConfig.change_scale``; the trainer adds the context noise's variance).
@@ -119,7 +129,8 @@ class LatentClips(torch.utils.data.Dataset):
         changes = []
         for index in range(0, len(self), step):
             latents = self._latents(index)
-            changes.append(latents[num_context_latents:] - latents[num_context_latents - 1])
+            n = len(latents) - num_target_latents
+            changes.append(latents[n:] - latents[n - 1])
         return torch.stack(changes).std().item()
 
     def _latents(self, index: int) -> Tensor:

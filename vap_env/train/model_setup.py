@@ -95,9 +95,14 @@ class DiffusionLoss(nn.Module):
     so that it moves to the run's device with the model; it stays in eval mode.
     """
 
-    def __init__(self, model: ActionToVideoModel, teacher: ActionToVideoModel | None = None) -> None:
+    def __init__(
+        self,
+        model: ActionToVideoModel,
+        teacher: ActionToVideoModel | None = None,
+        rollout_fraction: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.model, self.teacher = model, teacher
+        self.model, self.teacher, self.rollout_fraction = model, teacher, rollout_fraction
 
     def train(self, mode: bool = True) -> DiffusionLoss:
         super().train(mode)
@@ -109,7 +114,11 @@ class DiffusionLoss(nn.Module):
         self, latents: Tensor, prompts: Tensor | None, weight: Tensor, generator: torch.Generator
     ) -> Tensor:
         """Loss of ``(B, Tc' + Tf', C, h, w)`` latents (:meth:`ActionToVideoModel.latent_training_loss`, or
-        :meth:`~ActionToVideoModel.distillation_loss` towards the teacher)."""
+        :meth:`~ActionToVideoModel.distillation_loss` towards the teacher); with a ``rollout_fraction``, of
+        clips with rollout frames, that share of them with the model's own rollout as their context
+        (:meth:`~ActionToVideoModel.rollout_context`)."""
+        if self.rollout_fraction:
+            latents, prompts = self.model.rollout_context(latents, prompts, self.rollout_fraction, generator)
         if self.teacher is not None:
             return self.model.distillation_loss(latents, prompts, self.teacher, generator, loss_weight=weight)
         return self.model.latent_training_loss(latents, prompts, generator, loss_weight=weight)

@@ -38,13 +38,18 @@ PSNR_CAP_DB = 60.0
 
 
 def evaluation_batch(clips: ClipDataset, count: int) -> dict[str, Tensor]:
-    """``count`` clips evenly spaced stacked: ``context``, ``target``, ``prompts``, ``weight``."""
+    """``count`` clips evenly spaced stacked: ``context``, ``target``, ``prompts``, ``weight``.
+
+    Clips cut for training on the model's own rollouts lose their rollout frames (the first ones): what is
+    evaluated is the model's step from recorded context."""
     step = max(1.0, len(clips) / count)
     indices = sorted({int(i * step) for i in range(min(count, len(clips)))})
     items = [clips[i] for i in indices]
-    return {
+    batch = {
         key: torch.stack([item[key] for item in items]) for key in ("context", "target", "prompts", "weight")
     }
+    skip = clips.config.rollout_frames
+    return batch | {"context": batch["context"][:, skip:], "prompts": batch["prompts"][:, skip:]}
 
 
 @torch.no_grad()

@@ -119,7 +119,8 @@ def train_world_model(
     Raises:
         FileExistsError: If ``out_dir`` holds checkpoints and ``resume`` is False.
         ValueError: If a directory is not a dataset, the data does not fit the model (robot, image size,
-            state size), the configs disagree or the codec is not the model's.
+            state size), the configs disagree, the codec is not the model's or ``rollout_fraction`` is set
+            in the ``pretrain`` or ``distill`` stage.
     """
     config = train_config or WorldModelTrainConfig()
     run_dir = RunDirectory(out_dir, resume)
@@ -141,6 +142,11 @@ def train_world_model(
         find_unused_parameters=True,
     )
     model = build_model(model_config, codec_dir, init_from, config.seed)
+    if config.rollout_fraction and model.config.stage not in ("joint", "control"):
+        raise ValueError(
+            f"training on the model's own rollouts (`rollout_fraction`) is for the `joint` and `control` "
+            f"stages, not `{model.config.stage}`: set it to 0"
+        )
     teacher = None
     if model.config.stage == "distill":
         assert init_from is not None  # build_model refuses a new model in this stage
@@ -186,7 +192,7 @@ def _change_scale(model: ActionToVideoModel, clips: LatentClips, accelerator: Ac
     latent cache is), so a resumed run measures the scale its first start did.
     """
     c = model.config
-    std = clips.change_std(model.num_context_latents)
+    std = clips.change_std(model.num_target_latents)
     noise = 0.0
     if c.context_noise_log_sigma is not None:
         noise = math.exp(2 * c.context_noise_log_sigma + 2 * c.context_noise_log_sigma_std**2)
@@ -243,7 +249,7 @@ class _Run:
             num_training_steps=config.steps * n,
         )
         self.loss_module, self.optimizer, self.lr_scheduler = accelerator.prepare(
-            DiffusionLoss(model, teacher), optimizer, lr_scheduler
+            DiffusionLoss(model, teacher, config.rollout_fraction), optimizer, lr_scheduler
         )
         # registered in this order at every start, so that a checkpoint's custom states load into their own
         self.state = TrainState(config.seed, accelerator.process_index, accelerator.device)

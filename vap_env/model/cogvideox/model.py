@@ -423,8 +423,43 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         Returns:
             ``(B, Tf, 3, H, W)`` float32 frames in ``[-1, 1]``.
         """
-        c, batch_size = self.config, context_frames.shape[0]
+        c = self.config
         self._check_frames(context_frames, c.context_frames, "context_frames")
+        context = self.codec.encode(context_frames.to(self.device)).to(self.dtype)
+        generated = self.generate_latents(
+            context, prompts, num_inference_steps, generator, guidance_scale, text_embeds
+        )
+        if self.codec.temporal_factor == 1:
+            # per-frame codecs decode the generated frames alone; a causal one needs the whole clip
+            frames = self.codec.decode(generated)
+        else:
+            frames = self.codec.decode(torch.cat([context, generated], dim=1))[:, c.context_frames :]
+        return frames.float()
+
+    def generate_latents(
+        self,
+        context: Tensor,
+        prompts: Tensor | None,
+        num_inference_steps: int | None = None,
+        generator: torch.Generator | None = None,
+        guidance_scale: float = 1.0,
+        text_embeds: Tensor | None = None,
+    ) -> Tensor:
+        """:meth:`generate` in latent space: the next step's latents from the context's (nothing decoded).
+
+        Args:
+            context: ``(B, Tc', C, h, w)`` scaled context latents, as the codec encodes the context frames.
+            prompts, num_inference_steps, generator, guidance_scale, text_embeds: As for :meth:`generate`.
+
+        Returns:
+            ``(B, Tf', C, h, w)`` latents of the generated frames, in the model's dtype.
+        """
+        c, batch_size = self.config, context.shape[0]
+        expected = (self.num_context_latents, self.codec.latent_channels, *self.latent_size)
+        if context.ndim != 5 or tuple(context.shape[1:]) != expected:
+            raise ValueError(
+                f"`context` must be (B, {', '.join(map(str, expected))}), got {tuple(context.shape)}"
+            )
         device, dtype = self.device, self.dtype  # once: each walks every submodule (see _check_prompts)
         prompts = self._check_prompts(prompts, batch_size, device, dtype)
         if guidance_scale != 1.0 and prompts is None:
@@ -435,9 +470,9 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
                 f"this model was distilled to sample with {c.num_inference_steps} denoising step(s); with "
                 f"{steps} its frames are worse (progressive distillation trains only its own steps): leave "
                 "`num_inference_steps` unset",
-                stacklevel=2,
+                stacklevel=3,
             )
-        context = self.codec.encode(context_frames.to(device)).to(dtype)
+        context = context.to(device, dtype)
         conditioning = self._conditioning(context)
         text = self._text(batch_size, text_embeds, device, dtype)
         rotary = self._rotary(device, cache=True)
@@ -464,13 +499,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             device=device,
             dtype=dtype,
         )
-        generated = self.from_target(latents, context)[:, n:]
-        if self.codec.temporal_factor == 1:
-            # per-frame codecs decode the generated frames alone; a causal one needs the whole clip
-            frames = self.codec.decode(generated)
-        else:
-            frames = self.codec.decode(torch.cat([context, generated], dim=1))[:, c.context_frames :]
-        return frames.float()
+        return self.from_target(latents, context)[:, n:]
 
     # ------------------------------------------------------------------ save / load
 

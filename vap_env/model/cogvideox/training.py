@@ -256,6 +256,59 @@ class ActionToVideoTrainingMixin:
             error = error * self._latent_weight(loss_weight)
         return error.mean()
 
+    @torch.no_grad()
+    def rollout_context(
+        self,
+        latents: Tensor,
+        prompts: Tensor | None,
+        fraction: float,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Clips for :meth:`latent_training_loss` whose last context frames are, in a share of the rows, the
+        model's own rollout instead of the recorded frames (``WorldModelTrainConfig.rollout_fraction``).
+
+        A clip of ``Tc + L + Tf`` latents (``L`` rollout frames between the context and the target, as
+        :class:`~vap_env.train.clips.ClipDataset` cuts them with ``rollout_frames``) becomes one of
+        ``Tc + Tf``: its last ``Tc + Tf`` latents. In a row drawn for a rollout (each with probability
+        ``fraction``) the ``L`` frames before the target are first replaced, one after another, by what the
+        model generates from the ``Tc`` frames before each (recorded or already generated) and their prompts,
+        with its own denoising steps, decoded and encoded again as the imagined env feeds its frames back.
+        So the model learns its next step from the context it will itself produce, and to pull a drifting
+        rollout back (the closed-loop training signal of the issue "Imagined contact"). No gradient flows
+        through the rollout.
+
+        Args:
+            latents: ``(B, Tc' + L + Tf', C, h, w)`` clip latents (a per-frame codec: one latent per frame).
+            prompts: ``(B, Tc + L + Tf, ...)`` prompts of those frames, or ``None`` for the ``none`` kind.
+            fraction: Probability of a rollout per row, in ``[0, 1]``.
+            generator: Source of the draws and of the rollouts' noise.
+
+        Returns:
+            ``(latents, prompts)`` of ``Tc + Tf`` frames.
+        """
+        tc, tf = self.num_context_latents, self.num_target_latents
+        rollout = latents.shape[1] - tc - tf
+        if self.codec.temporal_factor != 1 or self.config.frames_per_step != 1:
+            raise ValueError(
+                "training on the model's own rollouts needs one frame per step and a per-frame codec"
+            )
+        if rollout < 1:
+            raise ValueError(
+                f"`latents` hold {latents.shape[1]} frames: a rollout needs more than the model's {tc + tf}"
+            )
+        device = latents.device
+        draw_device = generator.device if generator is not None else device
+        rows = (torch.rand(latents.shape[0], generator=generator, device=draw_device) < fraction).to(device)
+        if rows.any():
+            latents = latents.clone()
+            picked, picked_prompts = latents[rows], prompts[rows] if prompts is not None else None
+            for t in range(tc, tc + rollout):
+                step_prompts = picked_prompts[:, t - tc : t + 1] if picked_prompts is not None else None
+                generated = self.generate_latents(picked[:, t - tc : t], step_prompts, generator=generator)
+                picked[:, t : t + 1] = self.codec.encode(self.codec.decode(generated)).to(picked.dtype)
+            latents[rows] = picked
+        return latents[:, rollout:], prompts[:, rollout:] if prompts is not None else None
+
     def distillation_loss(
         self,
         latents: Tensor,
