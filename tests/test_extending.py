@@ -156,12 +156,13 @@ def test_unknown_prompt_kinds_name_the_table(toy_kinds: None) -> None:
 
 
 def test_the_shipped_prompt_kinds() -> None:
-    assert list(PROMPT_KINDS) == ["skeleton", "depth_skeleton", "mask", "depth", "state", "none"]
+    assert list(PROMPT_KINDS) == ["skeleton", "depth_skeleton", "mask", "depth", "hull", "state", "none"]
     assert {k.name for k in PROMPT_KINDS.values() if k.conditioning == "image"} == {
         "skeleton",
         "depth_skeleton",
         "mask",
         "depth",
+        "hull",
     }
     assert (prompt_kind("state").conditioning, prompt_kind("state").channels) == ("vector", None)
     assert (prompt_kind("none").conditioning, prompt_kind("none").channels) == ("none", 3)

@@ -27,7 +27,7 @@ def test_config_validation_messages() -> None:
     with pytest.raises(ValueError) as error:
         WorldModelConfig(prompt="x")
     assert str(error.value) == (
-        "`prompt` must be one of ['skeleton', 'depth_skeleton', 'mask', 'depth', 'state', 'none'], got 'x'"
+        "`prompt` must be one of ['skeleton', 'depth_skeleton', 'mask', 'depth', 'hull', 'state', 'none'], got 'x'"
     )
     with pytest.raises(
         ValueError, match=r"`stage` must be one of \['pretrain', 'control', 'joint', 'distill'\], got 'fit'"
