@@ -7,7 +7,7 @@
 - ``depth_skeleton``: the same with depth in bone brightness and width;
 - ``mask`` / ``depth``: a robot-only PyBullet render (silhouette, or depth as grey levels) — the paper's
   higher-fidelity mesh/depth prompt (~25 ms a frame);
-- ``hull``: the ``depth`` picture drawn from convex pieces of the meshes (:mod:`vap_env.prompts.hull`, 1-2 ms);
+- ``hull``: the ``depth`` picture drawn from convex pieces of the meshes (:mod:`vap_env.prompts.hull`, 1-3 ms);
 - ``state``: the raw joint vector plus gripper (not an image; the model embeds it);
 - ``none``: an all-zero image (the no-action baseline keeps the same shapes).
 

@@ -8,7 +8,7 @@ faces' centres; a piece keeps every vertex of its faces, so neighbouring pieces 
 gaps), and each piece keeps only its extreme vertices (the most distant along a fixed set of directions, a
 subset of its convex hull's vertices). Per frame, every piece's points are posed by forward kinematics and
 projected, and the 2D convex hull of each, which is exactly the projection of the piece's convex hull, is
-filled far to near, each at its mean depth (the painter's algorithm). On the Panda that is 1-2 ms a frame and
+filled far to near, each at its mean depth (the painter's algorithm). On the Panda that is 1-3 ms a frame and
 a silhouette with IoU 0.88-0.93 to TinyRenderer's (convex pieces fill some concavities; depth is one value
 per piece, not per pixel: 2-3 cm median error); ``tests/prompts/test_hull.py`` measures both.
 
