@@ -436,6 +436,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             frames = self.codec.decode(torch.cat([context, generated], dim=1))[:, c.context_frames :]
         return frames.float()
 
+    @torch.no_grad()
     def generate_latents(
         self,
         context: Tensor,
