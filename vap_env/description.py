@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -74,16 +75,25 @@ class GripperSpec:
     closed: tuple[float, ...]
 
     def joint_positions(self, openness: float) -> np.ndarray:
-        o = float(np.clip(openness, 0.0, 1.0))
-        return np.asarray(self.closed) + o * (np.asarray(self.open) - np.asarray(self.closed))
+        o = min(max(float(openness), 0.0), 1.0)  # not np.clip: this runs several times per simulator step
+        return self._closed + o * self._span
 
     def openness(self, positions: np.ndarray) -> float:
         """Inverse of :meth:`joint_positions` (least squares over the joints), clipped to [0, 1]."""
-        span = np.asarray(self.open) - np.asarray(self.closed)
-        o = float(
-            np.dot(np.asarray(positions) - np.asarray(self.closed), span) / max(np.dot(span, span), 1e-12)
-        )
-        return float(np.clip(o, 0.0, 1.0))
+        o = float(np.dot(np.asarray(positions) - self._closed, self._span) / max(self._span_sq, 1e-12))
+        return min(max(o, 0.0), 1.0)
+
+    @cached_property
+    def _closed(self) -> np.ndarray:
+        return np.asarray(self.closed, dtype=np.float64)
+
+    @cached_property
+    def _span(self) -> np.ndarray:
+        return np.asarray(self.open, dtype=np.float64) - self._closed
+
+    @cached_property
+    def _span_sq(self) -> float:
+        return float(np.dot(self._span, self._span))
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,20 @@ def test_commanded_versus_achieved():
     env.close()
 
 
+@pytest.mark.parametrize("robot", ["panda", "kuka_iiwa", "xarm6"])
+def test_achieved_tcp_is_the_kinematic_models(robot):
+    # SimEnv reads the achieved TCP from its simulated arm's link; it must be the kinematic model's FK of the
+    # achieved joints, the TCP the prompts are drawn from.
+    env = SimEnv(robot=robot, task="push", obs_mode="state", info_prompt=False)
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        _, _, _, _, info = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+        np.testing.assert_allclose(info["ee_position"], env.robot.ee_pose(info["joints"])[0], atol=1e-9)
+    assert np.linalg.norm(info["ee_position"] - env.robot.ee_pose(env.robot.home)[0]) > 0.02  # it moved
+    env.close()
+
+
 def test_info_and_state_layout(push_env):
     obs, info = push_env.reset(seed=5)
     obs, reward, _, _, info = push_env.step(np.array([0.2, -0.3, 0.1, 0.5], dtype=np.float32))

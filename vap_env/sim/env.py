@@ -321,7 +321,8 @@ class SimEnv(gym.Env):
         self._q = angles[:n].copy()
         grip = self.desc.gripper
         self._grip = grip.openness(angles[n:]) if grip else 0.0
-        self._ee = self.robot.ee_pose(self._q)[0]
+        # the simulator's arm is the kinematic model's URDF at the same base: its link frame is the model's FK
+        self._ee = self.robot.tcp_position(*self.scene.get_link_pose("robot", self.robot.ee_link_id))
         self._render = None
 
     def _state(self) -> np.ndarray:

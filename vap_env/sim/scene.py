@@ -263,6 +263,11 @@ class TabletopScene:
         """World position (3,) of a link frame (URDF link origin)."""
         return np.array(self.client.getLinkState(self.body_id(body), link, computeForwardKinematics=1)[4])
 
+    def get_link_pose(self, body: str, link: int) -> tuple[np.ndarray, np.ndarray]:
+        """World position (3,) and quaternion xyzw (4,) of a link frame (URDF link origin)."""
+        state = self.client.getLinkState(self.body_id(body), link, computeForwardKinematics=1)
+        return np.array(state[4]), np.array(state[5])
+
     # ----------------------------------------------------------------------------------------- setters
     def set_base_pose(self, body: str, position, orientation=(0.0, 0.0, 0.0, 1.0)) -> None:
         """Teleport a body (velocities reset to zero)."""
