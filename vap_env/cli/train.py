@@ -178,9 +178,11 @@ def run(args: argparse.Namespace) -> int:
     steps = model_config.num_inference_steps if model_config is not None else None
     if args.stage == "distill":
         print(f"distilled {2 * steps}-step sampling into {steps} step{'s' if steps > 1 else ''}")
+    trained = result["step"] - result["start_step"]
+    # a run resumed at its last step trains nothing: no rate to print
+    rate = f", {result['it_per_s']:.2f} steps/s" if trained and "it_per_s" in result else ""
     print(
-        f"trained {result['step'] - result['start_step']} steps ({result['step']} in all) in "
-        f"{result['seconds']:.0f} s, {result.get('it_per_s', float('nan')):.2f} steps/s; held-out one-step "
+        f"trained {trained} steps ({result['step']} in all) in {result['seconds']:.0f} s{rate}; held-out one-step "
         f"PSNR {result['heldout_psnr']:.2f} dB, SSIM {result['heldout_ssim']:.3f} (repeat last frame: "
         f"{result['baseline_psnr']:.2f} dB, {result['baseline_ssim']:.3f}; through the codec: "
         f"{result['codec_baseline_psnr']:.2f} dB); model written to "
