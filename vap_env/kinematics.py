@@ -114,6 +114,7 @@ class Robot:
         # looked up once: the controller poses the model and solves IK every simulator and imagined step
         self._state_joint_ids = [*self.arm_joint_ids, *self.gripper_joint_ids]
         self._arm_cols = [self._movable.index(j) for j in self.arm_joint_ids]
+        self._ik_damping = [_IK_DAMPING] * len(self._movable)
         self._q_cache: tuple[bytes, float] | None = None  # the state the private client holds
         self._ee_cache: tuple[tuple[bytes, float], np.ndarray, np.ndarray] | None = None  # ee_pose there
 
@@ -266,7 +267,7 @@ class Robot:
             q = q0.copy()
             for _ in range(iterations):
                 self._set_state(q, gripper)
-                kwargs: dict = {"jointDamping": [_IK_DAMPING] * len(self._movable)}
+                kwargs: dict = {"jointDamping": self._ik_damping}
                 if null_space:
                     lo, hi, rest = self._movable_limits(q)
                     kwargs.update(

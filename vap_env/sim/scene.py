@@ -261,7 +261,7 @@ class TabletopScene:
 
     def get_link_position(self, body: str, link: int) -> np.ndarray:
         """World position (3,) of a link frame (URDF link origin)."""
-        return np.array(self.client.getLinkState(self.body_id(body), link, computeForwardKinematics=1)[4])
+        return self.get_link_pose(body, link)[0]
 
     def get_link_pose(self, body: str, link: int) -> tuple[np.ndarray, np.ndarray]:
         """World position (3,) and quaternion xyzw (4,) of a link frame (URDF link origin)."""
