@@ -76,6 +76,13 @@ MODEL_FLAGS = (
         choices=CONTEXT_LAYOUTS,
         default_text="sequence (with --init: the saved model's)",
     ),
+    Flag(
+        "warped_context",
+        default=None,
+        help="motion-compensated context: the newest context frame with its "
+        "robot moved by the kinematics to the next commanded pose (with --init: switches it on for a model "
+        "trained without it)",
+    ),
     Flag("frames_per_step", default=None, default_text="1 (with --init: the saved model's)"),
     Flag("target", default=None, choices=TARGETS, default_text="frame (with --init: the saved model's)"),
     Flag(

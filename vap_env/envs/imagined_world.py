@@ -31,6 +31,7 @@ from vap_env.model.codec import frames_to_tensor, tensor_to_frames
 from vap_env.model.loading import load_world_model
 from vap_env.model.protocol import WorldModel, WorldModelSpec
 from vap_env.prompts import ActionPrompter, prompt_kind
+from vap_env.prompts.warp import warp_to_pose
 from vap_env.sim.env import SimEnv, observation_space, state_layout
 from vap_env.tasks import task_spec
 
@@ -301,13 +302,16 @@ class ImaginedWorld:
         ]  # all valid before any moves
         tc = c.context_frames
         prompts = np.empty((len(episodes), tc + k, *episodes[0].prompts.shape[1:]), episodes[0].prompts.dtype)
+        contexts = []
         for i, (episode, action) in enumerate(zip(episodes, actions, strict=True)):
             start = episode.command
             end = episode.controller.step(action)
             prompts[i, :tc] = episode.prompts
-            for j, cmd in enumerate(episode.controller.interpolate(start, end, k)):
+            commands = episode.controller.interpolate(start, end, k)
+            for j, cmd in enumerate(commands):
                 prompts[i, tc + j] = episode.prompter.render(cmd.joints, cmd.gripper)
-        context = frames_to_tensor(np.stack([e.frames for e in episodes]))
+            contexts.append(self._context(episode, start, commands[0]))
+        context = frames_to_tensor(np.stack(contexts))
         frames = tensor_to_frames(
             self.model.generate(
                 context,
@@ -330,6 +334,21 @@ class ImaginedWorld:
                 detector=self.detector,
                 region=self.object_region,
             )
+
+    def _context(self, episode: ImaginedEpisode, now: RobotCommand, first: RobotCommand) -> np.ndarray:
+        """The context frames of a step from state ``now`` whose first generated frame is commanded ``first``:
+        the episode's frames, or for a motion-compensated model (``spec.warped_context``) all but the oldest
+        and the newest with its robot moved to ``first`` (as training clips cut them)."""
+        if not self.spec.warped_context:
+            return episode.frames
+        warped = warp_to_pose(
+            episode.frames[-1],
+            self.robot,
+            episode.camera,
+            (now.joints, now.gripper),
+            (first.joints, first.gripper),
+        )
+        return np.concatenate([episode.frames[1:], warped[None]])
 
     def _prompt_tensor(self, prompts: np.ndarray) -> torch.Tensor | None:
         """(N, T, H, W, 3) uint8 image prompts -> (N, T, 3, H, W) in [-1, 1]; (N, T, D) states as float."""

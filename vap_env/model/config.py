@@ -26,6 +26,7 @@ TRAINING_FIELDS = (
     "context_noise_log_sigma_std",
     "num_inference_steps",
     "codec_fingerprint",
+    "warped_context",  # what the newest context frame holds: a fine-tune may start from a model without it
 )
 # Fields of the conditioning attached to the base transformer (prompt kind, ControlNet, LoRA, state embedder).
 # A model saved in the ``pretrain`` stage trained its base without actions, so a new conditioning may be
@@ -80,6 +81,11 @@ class WorldModelConfig:
             tokens (3x fewer with two context frames), and keeping what does not move is a per-token copy
             instead of an attention lookup. The ControlNet's trajectory tokens are those of the generated
             frames, whose 3D convolutions also see the context frames' prompts.
+        warped_context: Motion-compensated context: the newest context frame, its robot moved by the
+            kinematics to the commanded state of the first frame to generate
+            (:func:`vap_env.prompts.warp.warp_to_pose`), is given as the last context frame and the oldest
+            is dropped, so that the model corrects a moved arm instead of redrawing it. Training clips and
+            the imagined envs build that context themselves; the model's inputs keep their shapes.
         frames_per_step: Frames ``Tf`` generated per call (a multiple of the codec temporal factor).
         num_layers: Transformer blocks.
         num_attention_heads: Attention heads.
@@ -128,6 +134,7 @@ class WorldModelConfig:
     prompt_channels: int = 3
     context_frames: int = 1
     context_layout: str = "sequence"
+    warped_context: bool = False
     frames_per_step: int = 1
     num_layers: int = 42
     num_attention_heads: int = 48

@@ -41,6 +41,8 @@ class WorldModelSpec:
         frames_per_step: ``Tf``, the frames one ``generate`` call makes.
         state_dim: Length of a ``state`` prompt vector (joints + gripper; 0 for image prompts).
         num_inference_steps: Its default number of denoising steps.
+        warped_context: Whether its newest context frame is the frame before it with the robot moved to the
+            next commanded state (``WorldModelConfig.warped_context``): the envs build that context.
     """
 
     robot: str
@@ -51,6 +53,7 @@ class WorldModelSpec:
     frames_per_step: int
     state_dim: int
     num_inference_steps: int
+    warped_context: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))

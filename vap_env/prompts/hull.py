@@ -70,28 +70,44 @@ def render_hull_mask_depth(
         ``(H, W)`` bool mask and ``(H, W)`` float32 depth along the optical axis (m; ``inf`` where empty), one
         depth per convex piece.
     """
-    import cv2  # OpenCV only when rendering (the module stays importable without it)
+    posed = posed_pieces(robot, q, gripper, camera)
+    ids = piece_index_image(posed, camera)
+    depth = np.full((camera.height, camera.width), np.inf, np.float32)
+    mean_depth = np.array([np.inf] + [np.inf if z is None else float(z.mean()) for _, z in posed], np.float32)
+    mask = ids > 0
+    depth[mask] = mean_depth[ids[mask]]
+    return mask, depth
 
+
+def posed_pieces(
+    robot: Robot, q: np.ndarray, gripper: float, camera: Camera
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Every convex piece's points posed at ``(q, gripper)`` and projected: per piece, in the fixed order of
+    :func:`convex_pieces`, ``(uv (N, 2), depth (N,))``, the depth ``None`` where the piece crosses the near
+    plane (it would project wrongly and is not drawn)."""
     shapes = convex_pieces(robot)
     pos, orn = robot.link_frames(q, gripper, list(shapes.links))
     rotations = np.array([p.getMatrixFromQuaternion(o) for o in orn]).reshape(-1, 3, 3)
-    projected = []
+    posed: list[tuple[np.ndarray, np.ndarray | None]] = []
     for shape, rotation, origin in zip(shapes.pieces, rotations, pos, strict=True):
         for piece in shape:
             uv, z = camera.project(piece @ rotation.T + origin)
-            if (z > camera.near).all():  # a piece through the near plane would project wrongly: skip it
-                projected.append((float(z.mean()), uv))
-    mask = np.zeros((camera.height, camera.width), np.uint8)
-    depth = np.full((camera.height, camera.width), np.inf, np.float32)
+            posed.append((uv, z if (z > camera.near).all() else None))
+    return posed
+
+
+def piece_index_image(posed: list[tuple[np.ndarray, np.ndarray | None]], camera: Camera) -> np.ndarray:
+    """``(H, W)`` int32 image of which piece is seen at each pixel: ``1 + `` its index in ``posed``, 0 where no
+    piece is. Each piece's 2D convex hull is filled far to near at its mean depth (the painter's algorithm)."""
+    import cv2  # OpenCV only when rendering (the module stays importable without it)
+
+    ids = np.zeros((camera.height, camera.width), np.int32)
     scale = 1 << _SUBPIXEL_BITS
-    for z, uv in sorted(projected, key=lambda item: -item[0]):  # far to near: nearer pieces paint over
+    drawn = [(float(z.mean()), k, uv) for k, (uv, z) in enumerate(posed) if z is not None]
+    for _, k, uv in sorted(drawn, key=lambda item: -item[0]):  # far to near: nearer pieces paint over
         hull = cv2.convexHull(np.round((uv + _PIXEL_OFFSET) * scale).astype(np.int32))
-        piece = np.zeros_like(mask)
-        cv2.fillConvexPoly(piece, hull, 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
-        inside = piece.astype(bool)
-        mask |= piece
-        depth[inside] = z
-    return mask.astype(bool), depth
+        cv2.fillConvexPoly(ids, hull, k + 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    return ids
 
 
 def _build_pieces(robot: Robot) -> ConvexPieces:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from vap_env.data import Episode, EpisodeDataset
 from vap_env.kinematics import Robot
 from vap_env.prompts import ActionPrompter, prompt_kind
+from vap_env.prompts.warp import warp_episode
 
 
 @dataclass
@@ -39,6 +40,9 @@ class ClipConfig:
             rollouts generates (``WorldModelTrainConfig.rollout_fraction``): each clip is then
             ``context_frames + rollout_frames + target_frames`` frames, its items' ``context`` the first
             ``context_frames + rollout_frames``. 0 for plain clips.
+        warped_context: Motion-compensated context (``WorldModelConfig.warped_context``): the context of
+            each clip drops its oldest frame and ends with its newest frame's robot moved to the first
+            target frame's commanded state (:func:`vap_env.prompts.warp.warp_to_pose`).
     """
 
     prompt: str = "skeleton"
@@ -49,9 +53,15 @@ class ClipConfig:
     object_weight: float = 0.0
     object_dilation: int = 2
     rollout_frames: int = 0
+    warped_context: bool = False
 
     def __post_init__(self) -> None:
         prompt_kind(self.prompt)  # ValueError naming the valid kinds
+        if self.warped_context and self.rollout_frames:
+            raise ValueError(
+                "a motion-compensated context (`warped_context`) is warped from recorded frames: training on "
+                "the model's own rollouts does not support it yet; set `rollout_fraction` to 0"
+            )
         if self.context_frames < 1 or self.target_frames < 1:
             raise ValueError(
                 f"`context_frames` and `target_frames` must be >= 1, got {self.context_frames}, "
@@ -146,8 +156,14 @@ class ClipDataset(torch.utils.data.Dataset):
         self.robot_name, self.image_size = robots.pop(), sizes.pop()
         robot = Robot(self.robot_name)
         self.frames, self.prompts, self.masks, self.objects, self.index = [], [], [], [], []
+        # with a motion-compensated context: per episode, frame t moved to frame t + 1's commanded state
+        self.warped: list[np.ndarray] = []
         for e_idx, ep in enumerate(tqdm(eps, desc="rendering prompts", disable=not progress)):
             self.frames.append(ep.frames)
+            if config.warped_context:
+                self.warped.append(
+                    warp_episode(ep.frames, robot, ep.camera, ep.commanded_joints, ep.commanded_gripper)
+                )
             self.prompts.append(render_episode_prompts(ep, robot, config.prompt))
             self.masks.append(interaction_masks(ep, robot, config.interaction_radius))
             if config.object_weight > 0:
@@ -175,6 +191,10 @@ class ClipDataset(torch.utils.data.Dataset):
         c = self.config.leading_frames
         at = self.frame_indices(s)
         frames = self.to_tensor(self.frames[e][at])
+        if self.warped:
+            # the oldest context frame out, the newest one moved to the first target frame's state in
+            warped = self.to_tensor(self.warped[e][at[c - 1]][None])
+            frames = torch.cat([frames[1:c], warped, frames[c:]])
         prompts = self.prompts[e][at]
         prompts = torch.from_numpy(prompts) if prompts.ndim == 2 else self.to_tensor(prompts)
         weight = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -62,6 +63,7 @@ def make_clips(
         interaction_weight=config.interaction_weight,
         interaction_radius=config.interaction_radius,
         object_weight=config.object_weight,
+        warped_context=model_config.warped_context,
     )
     # training on the model's own rollouts needs the frames they start from; validation clips stay plain
     rollout = dataclasses.replace(
@@ -99,16 +101,19 @@ class LatentClips(torch.utils.data.Dataset):
                 f"has temporal factor {model.codec.temporal_factor}: set `rollout_fraction` to 0"
             )
         self.cache: list[Tensor] = []
+        self.warped_cache: list[Tensor] = []  # the motion-compensated frames' latents, per episode
+
+        def encode(frames: np.ndarray) -> Tensor:
+            parts = [
+                model.codec.encode(frames_to_tensor(frames[i : i + batch_size])[None].to(model.device))
+                for i in range(0, len(frames), batch_size)
+            ]
+            return torch.cat(parts, dim=1)[0].float().cpu()
+
         with torch.no_grad():
             if self.per_frame:
-                for frames in clips.frames:  # (T, H, W, 3) uint8 per episode
-                    parts = [
-                        model.codec.encode(
-                            frames_to_tensor(frames[i : i + batch_size])[None].to(model.device)
-                        )
-                        for i in range(0, len(frames), batch_size)
-                    ]
-                    self.cache.append(torch.cat(parts, dim=1)[0].float().cpu())
+                self.cache = [encode(frames) for frames in clips.frames]  # (T, H, W, 3) uint8 per episode
+                self.warped_cache = [encode(frames) for frames in clips.warped]
             else:
                 for start in range(0, len(clips), batch_size):
                     items = [clips[i] for i in range(start, min(start + batch_size, len(clips)))]
@@ -136,7 +141,13 @@ class LatentClips(torch.utils.data.Dataset):
     def _latents(self, index: int) -> Tensor:
         if self.per_frame:
             episode, start = self.clips.index[index]
-            return self.cache[episode][self.clips.frame_indices(start)]
+            at = self.clips.frame_indices(start)
+            latents = self.cache[episode][at]
+            if self.warped_cache:  # as ClipDataset cuts the frames
+                c = self.clips.config.leading_frames
+                warped = self.warped_cache[episode][at[c - 1]][None]
+                latents = torch.cat([latents[1:c], warped, latents[c:]])
+            return latents
         return self.cache[index]
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:

@@ -20,7 +20,8 @@ def build_model(
     """The model to train: new from ``model_config``, or the weights of ``init_from``.
 
     With ``init_from``, ``model_config`` (optional) may change only the training fields
-    (:data:`~vap_env.model.config.TRAINING_FIELDS`: stage, control dropout, context noise, sampling steps);
+    (:data:`~vap_env.model.config.TRAINING_FIELDS`: stage, control dropout, context noise, sampling steps,
+    motion-compensated context);
     its architecture, robot and image size must be the saved model's. Going from a ``pretrain`` model to
     another stage re-copies the ControlNet from the pretrained base
     (:meth:`ActionToVideoModel.recopy_controlnet`). A ``pretrain`` model also takes a ``model_config`` that
@@ -66,7 +67,12 @@ def build_model(
             if differences:
                 listed = ", ".join(f"{k}: saved {a!r}, requested {b!r}" for k, (a, b) in differences.items())
                 raise ValueError(f"the model config does not fit the model in {init_from} ({listed})")
-            for name in ("control_dropout", "context_noise_log_sigma", "context_noise_log_sigma_std"):
+            for name in (
+                "control_dropout",
+                "context_noise_log_sigma",
+                "context_noise_log_sigma_std",
+                "warped_context",
+            ):
                 setattr(model.config, name, getattr(model_config, name))
             model.config.num_inference_steps = model_config.num_inference_steps
             model.set_stage(model_config.stage)

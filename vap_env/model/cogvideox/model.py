@@ -243,6 +243,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             frames_per_step=c.frames_per_step,
             state_dim=c.state_dim,
             num_inference_steps=c.num_inference_steps,
+            warped_context=c.warped_context,
         )
 
     # ------------------------------------------------------------------ the model
