@@ -7,6 +7,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import vap_env
@@ -217,3 +218,46 @@ def test_step_before_reset_and_render_without_mode(model: ActionToVideoModel) ->
     with pytest.warns(UserWarning, match="render_mode"):
         assert env.render() is None
     env.close()
+
+
+def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commanded_pose() -> None:
+    from tests.conftest import tiny_world_model
+    from vap_env.envs.imagined_world import ImaginedWorld
+    from vap_env.model.codec import frames_to_tensor
+    from vap_env.prompts.warp import warp_to_pose
+
+    model = tiny_world_model(
+        robot="panda",
+        image_size=64,
+        patch_size=8,
+        num_layers=2,
+        controlnet_layers=1,
+        num_inference_steps=1,
+        prompt="hull",
+        context_frames=2,
+        context_layout="channels",
+        warped_context=True,
+    ).eval()
+    assert model.spec.warped_context
+    seen = []
+    generate = model.generate
+    model.generate = lambda context, *args, **kwargs: (
+        seen.append(context.clone()),
+        generate(context, *args, **kwargs),
+    )[1]
+    world = ImaginedWorld(model, reset_mode="sim", obs_mode="image")
+    episode = world.new_episode(np.random.default_rng(0), seed=3)
+    for step in range(2):
+        frames, before = episode.frames.copy(), episode.command
+        world.advance([episode], np.array([[0.8, -0.5, 0.3, -1.0]], np.float32))
+        after = episode.command
+        expected = warp_to_pose(
+            frames[-1],
+            world.robot,
+            episode.camera,
+            (before.joints, before.gripper),
+            (after.joints, after.gripper),
+        )
+        torch.testing.assert_close(seen[step][0], frames_to_tensor(np.stack([frames[-1], expected])))
+        assert not np.array_equal(expected, frames[-1])
+    world.close()

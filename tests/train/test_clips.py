@@ -92,3 +92,32 @@ def test_object_weight_covers_where_the_object_is_and_where_it_was():
     assert int((weight > 1).sum()) == 2 * 5 * 5
     off = ClipDataset([ep], ClipConfig(prompt="skeleton", interaction_weight=1.0))[0]["weight"]
     assert torch.equal(off, torch.ones_like(off))
+
+
+def test_a_warped_context_ends_with_the_newest_frame_moved_to_the_targets_state():
+    from vap_env.prompts.warp import warp_to_pose
+
+    ep = _episode(t=6)
+    config = ClipConfig(prompt="hull", context_frames=2, target_frames=1, warped_context=True)
+    plain = ClipDataset([ep], ClipConfig(prompt="hull", context_frames=2, target_frames=1))
+    ds = ClipDataset([ep], config)
+    robot = Robot("panda")
+    for i in (0, 3):  # a window starting before the episode (frame 0 repeated) and one inside it
+        item, before = ds[i], plain[i]
+        last = int(ds.frame_indices(ds.index[i][1])[1])  # the newest context frame
+        warped = warp_to_pose(
+            ep.frames[last],
+            robot,
+            ep.camera,
+            (ep.commanded_joints[last], ep.commanded_gripper[last]),
+            (ep.commanded_joints[last + 1], ep.commanded_gripper[last + 1]),
+        )
+        # the oldest context frame out, the newest one first, its warp last; target and prompts unchanged
+        torch.testing.assert_close(item["context"][0], before["context"][1])
+        torch.testing.assert_close(item["context"][1], ClipDataset.to_tensor(warped[None])[0])
+        assert not torch.equal(item["context"][1], before["context"][1])  # the robot did move
+        torch.testing.assert_close(item["target"], before["target"])
+        torch.testing.assert_close(item["prompts"], before["prompts"])
+    robot.close()
+    with pytest.raises(ValueError, match="rollout"):
+        ClipConfig(prompt="hull", context_frames=2, warped_context=True, rollout_frames=2)

@@ -297,6 +297,20 @@ def test_build_model_attaches_a_new_conditioning_to_a_pretrain_base(tmp_path: Pa
         )
 
 
+
+def test_a_fine_tune_may_switch_on_the_motion_compensated_context(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = tiny_config(num_layers=2, controlnet_layers=1, stage="joint", context_frames=2)
+    saved = ActionToVideoModel(config)
+    saved.save_pretrained(tmp_path / "m")
+    model = build_model(dataclasses.replace(config, warped_context=True), None, tmp_path / "m", seed=0)
+    assert model.config.warped_context and model.spec.warped_context
+    # the same weights: only what the newest context frame holds changes
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), saved.parameters(), strict=True))
+    model.save_pretrained(tmp_path / "w")
+    assert ActionToVideoModel.from_pretrained(tmp_path / "w").spec.warped_context
+
+
 # ---------------------------------------------------------------------- codec
 
 

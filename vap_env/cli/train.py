@@ -188,9 +188,12 @@ def run(args: argparse.Namespace) -> int:
     trained = result["step"] - result["start_step"]
     # a run resumed at its last step trains nothing: no rate to print
     rate = f", {result['it_per_s']:.2f} steps/s" if trained and "it_per_s" in result else ""
+    # a motion-compensated model's last context frame is the warped one: the baseline repeats that
+    warped = model_config is not None and model_config.warped_context
+    baseline = "the warped last frame" if warped else "repeat last frame"
     print(
         f"trained {trained} steps ({result['step']} in all) in {result['seconds']:.0f} s{rate}; held-out one-step "
-        f"PSNR {result['heldout_psnr']:.2f} dB, SSIM {result['heldout_ssim']:.3f} (repeat last frame: "
+        f"PSNR {result['heldout_psnr']:.2f} dB, SSIM {result['heldout_ssim']:.3f} ({baseline}: "
         f"{result['baseline_psnr']:.2f} dB, {result['baseline_ssim']:.3f}; through the codec: "
         f"{result['codec_baseline_psnr']:.2f} dB); model written to "
         f"{result['model_dir']}"

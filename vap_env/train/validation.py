@@ -6,7 +6,9 @@ training clips, so that the numbers are comparable across steps. A second baseli
 through the codec (encoded and decoded): every generated frame comes out of its decoder, so that is the
 most a model that predicts "nothing moves" can score, and where the codec's error is as large as the change
 between two frames (a latent codec at 128x128: experiment 6 of ``docs/results/interaction_experiments.md``)
-it lies well below the plain repeat.
+it lies well below the plain repeat. For a motion-compensated model (``WorldModelConfig.warped_context``) the
+last context frame is the warped one, so the baseline is the kinematic warp of the last frame: what the model
+has to improve on.
 """
 
 from __future__ import annotations

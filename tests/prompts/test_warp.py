@@ -1,0 +1,98 @@
+"""The motion-compensated frame (:mod:`vap_env.prompts.warp`) against PyBullet's render of the next pose."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vap_env.camera import Camera
+from vap_env.kinematics import Robot
+from vap_env.prompts.rectify import render_robot_rgb
+from vap_env.prompts.warp import PosedRobot, warp_episode, warp_posed, warp_to_pose
+
+
+def _scene(robot: Robot, q: np.ndarray, gripper: float, camera: Camera) -> np.ndarray:
+    """The robot rendered by PyBullet over a textured background (gradient + stripes): a frame to warp."""
+    rgb, mask = render_robot_rgb(robot, q, gripper, camera)
+    v, u = np.mgrid[0 : camera.height, 0 : camera.width]
+    background = np.stack(
+        [60 + u * 120 // camera.width, 80 + v * 100 // camera.height, 90 + 40 * ((u // 6) % 2)], axis=-1
+    ).astype(np.uint8)
+    return np.where(mask[..., None], rgb, background)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    err = ((a.astype(float) - b.astype(float)) ** 2)[where].mean()
+    return float(10 * np.log10(255**2 / err))
+
+
+@pytest.mark.parametrize("name", ["panda", "xarm6", "kuka_iiwa"])
+def test_the_warped_frame_shows_the_robot_at_the_next_pose(name: str) -> None:
+    robot = Robot(name)
+    camera = Camera.from_spec(robot.desc.camera, 128, 128)
+    rng = np.random.default_rng(1)
+    gains, inpainted, left = [], [], []
+    for _ in range(4):
+        q = robot.home + rng.normal(0.0, 0.2, robot.num_joints)
+        q_next = q + rng.normal(0.0, 0.04, robot.num_joints)  # a control step: a few centimetres
+        frame, target = _scene(robot, q, 1.0, camera), _scene(robot, q_next, 1.0, camera)
+        _, mask = render_robot_rgb(robot, q, 1.0, camera)
+        _, mask_next = render_robot_rgb(robot, q_next, 1.0, camera)
+        warped = warp_to_pose(frame, robot, camera, (q, 1.0), (q_next, 1.0))
+        assert warped.shape == frame.shape and warped.dtype == np.uint8
+        moved = mask | mask_next  # where the robot is in either frame: everything that changes
+        gains.append(_psnr(warped, target, moved) - _psnr(frame, target, moved))
+        # background the robot uncovers comes back (inpainted), not as the old arm
+        uncovered = mask & ~mask_next
+        inpainted.append(np.abs(warped[uncovered].astype(float) - target[uncovered]).mean())
+        left.append(np.abs(frame[uncovered].astype(float) - target[uncovered]).mean())
+        # far from the robot the frame is untouched
+        far = ~_grow(moved, 4)
+        assert (warped[far] == frame[far]).all()
+    # measured (three robots): 3.3-7.5 dB closer to the next frame than the frame itself on the robot's
+    # pixels (mean 5.3-6.2), the uncovered background 9-15 grey levels from the truth where the old arm left
+    # in place is 32-78 away
+    assert np.mean(gains) > 4.0 and min(gains) > 2.0
+    assert np.mean(inpainted) < 20.0 and np.mean(inpainted) < 0.5 * np.mean(left)
+
+
+def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    import cv2
+
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * pixels + 1,) * 2, np.uint8)).astype(bool)
+
+
+def test_warping_to_the_same_pose_keeps_the_robot_and_the_scene() -> None:
+    robot = Robot("panda")
+    camera = Camera.from_spec(robot.desc.camera, 96, 96)
+    q = robot.home + 0.1
+    frame = _scene(robot, q, 0.5, camera)
+    warped = warp_to_pose(frame, robot, camera, (q, 0.5), (q, 0.5))
+    posed = PosedRobot.at(robot, camera, q, 0.5)
+    on_robot = posed.ids > 0
+    # the identity map on the robot's pixels, the frame itself away from its silhouette's edge
+    np.testing.assert_array_equal(warped[on_robot], frame[on_robot])
+    np.testing.assert_array_equal(warped[~_grow(on_robot, 1)], frame[~_grow(on_robot, 1)])
+
+
+def test_an_episode_is_warped_frame_by_frame_to_the_next_state() -> None:
+    robot = Robot("panda")
+    camera = Camera.from_spec(robot.desc.camera, 64, 64)
+    joints = robot.home + np.linspace(0.0, 0.1, 3)[:, None]
+    gripper = np.array([1.0, 0.8, 0.6])
+    frames = np.stack([_scene(robot, q, g, camera) for q, g in zip(joints, gripper, strict=True)])
+    warped = warp_episode(frames, robot, camera, joints, gripper)
+    assert warped.shape == (2, 64, 64, 3)
+    for t in range(2):
+        expected = warp_to_pose(
+            frames[t], robot, camera, (joints[t], gripper[t]), (joints[t + 1], gripper[t + 1])
+        )
+        np.testing.assert_array_equal(warped[t], expected)
+
+
+def test_a_frame_of_another_size_is_refused() -> None:
+    robot = Robot("panda")
+    camera = Camera.from_spec(robot.desc.camera, 64, 64)
+    posed = PosedRobot.at(robot, camera, robot.home, 1.0)
+    with pytest.raises(ValueError, match="camera's size"):
+        warp_posed(np.zeros((32, 32, 3), np.uint8), posed, posed)
