@@ -297,7 +297,6 @@ def test_build_model_attaches_a_new_conditioning_to_a_pretrain_base(tmp_path: Pa
         )
 
 
-
 def test_a_fine_tune_may_switch_on_the_motion_compensated_context(tmp_path: Path) -> None:
     torch.manual_seed(0)
     config = tiny_config(num_layers=2, controlnet_layers=1, stage="joint", context_frames=2)
