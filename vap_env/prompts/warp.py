@@ -32,6 +32,8 @@ from vap_env.kinematics import Robot
 from vap_env.prompts.hull import _PIXEL_OFFSET, piece_index_image, posed_pieces
 
 _INPAINT_RADIUS = 3  # pixels of background the inpainting reads around a disoccluded region
+UNSEEN = (0, 0, 0)
+"""Colour of the robot pixels the warp has no source for (black: no surface of the scenes is)."""
 _EDGE = 1  # pixels the robot's silhouette at the frame's state is grown by (the hull render's edge error)
 
 
@@ -113,5 +115,12 @@ def warp_posed(frame: np.ndarray, source: PosedRobot, target: PosedRobot) -> np.
     warped = (
         cv2.inpaint(frame, was_robot, _INPAINT_RADIUS, cv2.INPAINT_TELEA) if was_robot.any() else frame.copy()
     )
-    warped[is_robot] = moved[is_robot]
+    # a robot pixel whose source is outside the frame (the arm entering the view) or not the robot's at
+    # ``source`` (a part newly turned to the camera) has nothing to move: it is marked UNSEEN, so that a model
+    # given the warped frame can tell "draw it" from "copy it" (replicated border pixels would look like arm)
+    x, y = np.round(sources[:, 0]).astype(int), np.round(sources[:, 1]).astype(int)
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    seen = inside.copy()
+    seen[inside] = was_robot[y[inside], x[inside]] > 0
+    warped[rows, cols] = np.where(seen[:, None], moved[rows, cols], np.array(UNSEEN, np.uint8))
     return warped
