@@ -88,6 +88,7 @@ def test_an_episode_is_warped_frame_by_frame_to_the_next_state() -> None:
     frames = np.stack([_scene(robot, q, g, camera) for q, g in zip(joints, gripper, strict=True)])
     warped = warp_episode(frames, robot, camera, joints, gripper)
     assert warped.shape == (2, 64, 64, 3)
+    assert warp_episode(frames[:1], robot, camera, joints[:1], gripper[:1]).shape == (0, 64, 64, 3)
     for t in range(2):
         expected = warp_to_pose(
             frames[t], robot, camera, (joints[t], gripper[t]), (joints[t + 1], gripper[t + 1])
