@@ -352,6 +352,17 @@ def test_training_on_a_codec_caches_its_latents_and_records_it(
         expected = model.encode_clip(item["context"][None], item["target"][None])[0]
         torch.testing.assert_close(cached[index]["latents"], expected, atol=1e-4, rtol=1e-4)  # batched convs
 
+    # a motion-compensated context: the latents of the clip's warped frames, cached once per recorded frame
+    two = ActionToVideoModel(tiny_config(patch_size=2, context_frames=2, warped_context=True), codec=codec)
+    episodes = list(split_episodes(episodes_dir, val_episodes=1)[0])[:2]
+    warped_clips = ClipDataset(episodes, ClipConfig(prompt="hull", context_frames=2, warped_context=True))
+    warped = LatentClips(warped_clips, two)
+    assert len(warped.warped_cache) == len(episodes)
+    for index in (0, 7, len(warped_clips) - 1):
+        item = warped_clips[index]
+        expected = two.encode_clip(item["context"][None], item["target"][None])[0]
+        torch.testing.assert_close(warped[index]["latents"], expected, atol=1e-4, rtol=1e-4)
+
     config = tiny_config(patch_size=2, num_layers=2, controlnet_layers=1)
     result = train_world_model(
         episodes_dir, tmp_path / "run", config, fast_config(steps=3), codec_dir=codec_dirs[0]
