@@ -52,8 +52,8 @@ def test_the_warped_frame_shows_the_robot_at_the_next_pose(name: str) -> None:
         # far from the robot the frame is untouched
         far = ~_grow(mask | mask_next, 4)
         assert (warped[far] == frame[far]).all()
-    # measured (three robots): 3.3-7.5 dB closer to the next frame than the frame itself on the robot's
-    # pixels (mean 5.3-6.2), the uncovered background 9-15 grey levels from the truth where the old arm left
+    # measured (three robots): 3.3-7.8 dB closer to the next frame than the frame itself on the robot's
+    # pixels (mean 5.0-6.3), the uncovered background 9-15 grey levels from the truth where the old arm left
     # in place is 32-78 away
     assert np.mean(gains) > 4.0 and min(gains) > 2.0
     assert np.mean(inpainted) < 20.0 and np.mean(inpainted) < 0.5 * np.mean(left)
