@@ -220,11 +220,13 @@ def test_step_before_reset_and_render_without_mode(model: ActionToVideoModel) ->
     env.close()
 
 
-def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commanded_pose() -> None:
+def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commanded_pose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from tests.conftest import tiny_world_model
     from vap_env.envs.imagined_world import ImaginedWorld
     from vap_env.model.codec import frames_to_tensor
-    from vap_env.prompts.warp import warp_to_pose
+    from vap_env.prompts.warp import PosedRobot, warp_to_pose
 
     model = tiny_world_model(
         robot="panda",
@@ -245,11 +247,17 @@ def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commande
         seen.append(context.clone()),
         generate(context, *args, **kwargs),
     )[1]
+    posings = []
+    pose = PosedRobot.at
+    monkeypatch.setattr(PosedRobot, "at", lambda *a: (posings.append(1), pose(*a))[1])
     world = ImaginedWorld(model, reset_mode="sim", obs_mode="image")
     episode = world.new_episode(np.random.default_rng(0), seed=3)
     for step in range(2):
         frames, before = episode.frames.copy(), episode.command
+        posings.clear()
         world.advance([episode], np.array([[0.8, -0.5, 0.3, -1.0]], np.float32))
+        # the first step poses both states; the next starts where the last ended and poses only its target
+        assert len(posings) == (2 if step == 0 else 1)
         after = episode.command
         expected = warp_to_pose(
             frames[-1],

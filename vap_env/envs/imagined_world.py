@@ -31,7 +31,7 @@ from vap_env.model.codec import frames_to_tensor, tensor_to_frames
 from vap_env.model.loading import load_world_model
 from vap_env.model.protocol import WorldModel, WorldModelSpec
 from vap_env.prompts import ActionPrompter, prompt_kind
-from vap_env.prompts.warp import warp_to_pose
+from vap_env.prompts.warp import PosedRobot, warp_posed
 from vap_env.sim.env import SimEnv, observation_space, state_layout
 from vap_env.tasks import task_spec
 
@@ -51,6 +51,9 @@ class ImaginedEpisode:
         prompts: (Tc, H, W, 3) uint8 or (Tc, D) float32, their prompts.
         estimate: The task state estimated from the newest frame.
         generator: The source of this episode's sampler noise (seeded from the env's ``np_random``).
+        posed: For a motion-compensated model, the robot posed (:class:`~vap_env.prompts.warp.PosedRobot`) at
+            the last state a frame was warped to, with that state's joints and gripper: the next step warps
+            from there, and reuses it when it is the state it starts from.
     """
 
     controller: ActionController
@@ -61,6 +64,7 @@ class ImaginedEpisode:
     prompts: np.ndarray
     estimate: TaskStateEstimate
     generator: torch.Generator
+    posed: tuple[np.ndarray, float, PosedRobot] | None = None
 
     @property
     def command(self) -> RobotCommand:
@@ -341,13 +345,14 @@ class ImaginedWorld:
         and the newest with its robot moved to ``first`` (as training clips cut them)."""
         if not self.spec.warped_context:
             return episode.frames
-        warped = warp_to_pose(
-            episode.frames[-1],
-            self.robot,
-            episode.camera,
-            (now.joints, now.gripper),
-            (first.joints, first.gripper),
-        )
+        cached = episode.posed
+        if cached is not None and cached[1] == now.gripper and np.array_equal(cached[0], now.joints):
+            source = cached[2]  # the previous step's target: posing is ~2 of the warp's ~5 ms
+        else:
+            source = PosedRobot.at(self.robot, episode.camera, now.joints, now.gripper)
+        target = PosedRobot.at(self.robot, episode.camera, first.joints, first.gripper)
+        episode.posed = (np.array(first.joints, dtype=float), float(first.gripper), target)
+        warped = warp_posed(episode.frames[-1], source, target)
         return np.concatenate([episode.frames[1:], warped[None]])
 
     def _prompt_tensor(self, prompts: np.ndarray) -> torch.Tensor | None:
