@@ -226,7 +226,7 @@ def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commande
     from tests.conftest import tiny_world_model
     from vap_env.envs.imagined_world import ImaginedWorld
     from vap_env.model.codec import frames_to_tensor
-    from vap_env.prompts.warp import PosedRobot, warp_to_pose
+    from vap_env.prompts.warp import PosedRobot, RobotAppearance, warp_to_pose
 
     model = tiny_world_model(
         robot="panda",
@@ -252,6 +252,7 @@ def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commande
     monkeypatch.setattr(PosedRobot, "at", lambda *a: (posings.append(1), pose(*a))[1])
     world = ImaginedWorld(model, reset_mode="sim", obs_mode="image")
     episode = world.new_episode(np.random.default_rng(0), seed=3)
+    appearance = RobotAppearance(world.robot, episode.camera)  # asked what the world's is asked, in order
     for step in range(2):
         frames, before = episode.frames.copy(), episode.command
         posings.clear()
@@ -265,6 +266,7 @@ def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commande
             episode.camera,
             (before.joints, before.gripper),
             (after.joints, after.gripper),
+            appearance,
         )
         torch.testing.assert_close(seen[step][0], frames_to_tensor(np.stack([frames[-1], expected])))
         assert not np.array_equal(expected, frames[-1])

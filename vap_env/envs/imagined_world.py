@@ -31,7 +31,7 @@ from vap_env.model.codec import frames_to_tensor, tensor_to_frames
 from vap_env.model.loading import load_world_model
 from vap_env.model.protocol import WorldModel, WorldModelSpec
 from vap_env.prompts import ActionPrompter, prompt_kind
-from vap_env.prompts.warp import PosedRobot, warp_posed
+from vap_env.prompts.warp import PosedRobot, RobotAppearance, warp_posed
 from vap_env.sim.env import SimEnv, observation_space, state_layout
 from vap_env.tasks import task_spec
 
@@ -52,8 +52,9 @@ class ImaginedEpisode:
         estimate: The task state estimated from the newest frame.
         generator: The source of this episode's sampler noise (seeded from the env's ``np_random``).
         posed: For a motion-compensated model, the robot posed (:class:`~vap_env.prompts.warp.PosedRobot`) at
-            the last state a frame was warped to, with that state's joints and gripper: the next step warps
-            from there, and reuses it when it is the state it starts from.
+            the last state a frame was warped to: the next step reuses it when it starts from that state.
+        appearance: For a motion-compensated model, the robot's rendered look through this episode's camera
+            (:class:`~vap_env.prompts.warp.RobotAppearance`), reused from step to step.
     """
 
     controller: ActionController
@@ -64,7 +65,8 @@ class ImaginedEpisode:
     prompts: np.ndarray
     estimate: TaskStateEstimate
     generator: torch.Generator
-    posed: tuple[np.ndarray, float, PosedRobot] | None = None
+    posed: PosedRobot | None = None
+    appearance: RobotAppearance | None = None
 
     @property
     def command(self) -> RobotCommand:
@@ -345,14 +347,15 @@ class ImaginedWorld:
         and the newest with its robot moved to ``first`` (as training clips cut them)."""
         if not self.spec.warped_context:
             return episode.frames
-        cached = episode.posed
-        if cached is not None and cached[1] == now.gripper and np.array_equal(cached[0], now.joints):
-            source = cached[2]  # the previous step's target: posing is ~2 of the warp's ~5 ms
-        else:
+        source = episode.posed
+        if source is None or source.gripper != now.gripper or not np.array_equal(source.joints, now.joints):
             source = PosedRobot.at(self.robot, episode.camera, now.joints, now.gripper)
+        # else the previous step's target: posing is ~2 of the warp's ~5 ms
         target = PosedRobot.at(self.robot, episode.camera, first.joints, first.gripper)
-        episode.posed = (np.array(first.joints, dtype=float), float(first.gripper), target)
-        warped = warp_posed(episode.frames[-1], source, target)
+        if episode.appearance is None:
+            episode.appearance = RobotAppearance(self.robot, episode.camera)
+        episode.posed = target
+        warped = warp_posed(episode.frames[-1], source, target, episode.appearance)
         return np.concatenate([episode.frames[1:], warped[None]])
 
     def _prompt_tensor(self, prompts: np.ndarray) -> torch.Tensor | None:

@@ -15,15 +15,16 @@ of a pixel for the few-centimetre steps between frames. Background where the rob
 (disoccluded) is filled by OpenCV's Telea inpainting from the background around the robot's silhouette in the
 frame; everything else is the frame unchanged (the cube the arm is about to push is the model's to move). A
 robot pixel with nothing to move there (its source outside the frame: the arm coming into view; or not the
-robot's: a part newly turned to the camera) is drawn from the robot's own render at the next state
-(``PosedRobot.draw``: PyBullet's TinyRenderer, the URDF's visual meshes and colours, only for frames that
-have such pixels); where that render shows no robot (the convex pieces and the visual meshes differ at the
-edges), the inpainted background.
+robot's: a part newly turned to the camera) takes its colours from the robot's own render
+(:class:`RobotAppearance`: PyBullet's TinyRenderer, the URDF's visual meshes and colours, through the camera
+grown by a margin, moved piece by piece like the frame and redone only when it lacks the pixels); where that
+render shows no robot (the convex pieces and the visual meshes differ at the edges), the inpainted
+background.
 
 Measured on the 30 held-out 128x128 episodes of experiment 12 (1305 steps, workspace camera): 5.1 % of the
 robot's pixels have no source; elsewhere the warped frame is 32.1 dB from the next frame where repeating the
-frame is 28.5 (the robot's pixels: 23.7 against 19.2 dB). About 5 ms a frame on one core, plus ~25 ms for the
-render of a 128x128 frame that needs it. Drawing those pixels instead of marking them (experiment 12d against
+frame is 28.5 (the robot's pixels: 23.7 against 19.2 dB). About 5 ms a frame on one core, plus ~25 ms for
+each render of the robot. Drawing those pixels instead of marking them (experiment 12d against
 12b) raised a fine-tuned model's robot ST-IoU at horizon 8 from 0.75 to 0.83: at the workspace framing the hand
 comes into view from above during the approach, and the render is the only place its appearance comes from.
 The render draws the robot as the simulator does; on a real robot it is a likeness.
@@ -34,8 +35,7 @@ Written here: no chosen package warps an image by per-link rigid motions; OpenCV
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,28 +46,111 @@ from vap_env.prompts.rectify import render_robot_rgb
 
 _INPAINT_RADIUS = 3  # pixels of background the inpainting reads around a disoccluded region
 _EDGE = 1  # pixels the robot's silhouette at the frame's state is grown by (the hull render's edge error)
+_MARGIN = 0.5  # of the frame's side, added on every side of the appearance render (see RobotAppearance)
+_STALE = 2  # pixels the appearance render may lack (outside it, or hidden there) before it is redone
 
 
 @dataclass(frozen=True, eq=False)
 class PosedRobot:
-    """The robot's convex pieces at one state, projected (:func:`~vap_env.prompts.hull.posed_pieces`), which
-    piece is seen at each pixel (:func:`~vap_env.prompts.hull.piece_index_image`), and how to draw the robot
-    there (``draw``: its ``(H, W, 3)`` uint8 RGB and ``(H, W)`` bool mask, asked for only when a warp needs
-    it; :meth:`at` makes it PyBullet's render of the robot's visual meshes)."""
+    """The robot at one state (``joints``, ``gripper``): its convex pieces projected
+    (:func:`~vap_env.prompts.hull.posed_pieces`) and which piece is seen at each pixel
+    (:func:`~vap_env.prompts.hull.piece_index_image`)."""
 
     pieces: list[tuple[np.ndarray, np.ndarray | None]]
     ids: np.ndarray
-    draw: Callable[[], tuple[np.ndarray, np.ndarray]] = field(repr=False)
+    joints: np.ndarray
+    gripper: float
 
     @classmethod
     def at(cls, robot: Robot, camera: Camera, joints: np.ndarray, gripper: float) -> PosedRobot:
         pieces = posed_pieces(robot, joints, float(gripper), camera)
-        joints = np.array(joints, dtype=float)  # a copy: the render may come later, after the caller moved on
+        return cls(pieces, piece_index_image(pieces, camera), np.array(joints, dtype=float), float(gripper))
 
-        def draw() -> tuple[np.ndarray, np.ndarray]:
-            return render_robot_rgb(robot, joints, float(gripper), camera)
 
-        return cls(pieces, piece_index_image(pieces, camera), draw)
+class RobotAppearance:
+    """What the robot looks like where a warped frame has nothing to show (a hand coming into view, a part
+    turned to the camera): PyBullet's TinyRenderer render of the robot alone (the URDF's visual meshes and
+    colours), through the frame's camera grown by half the frame's side on every side, moved to later states
+    piece by piece as the frame is, and rendered again only when a pixel asked for is outside it or hidden
+    there behind another piece (a couple of pixels are let pass). Keep one per episode (one camera):
+    successive states are close, so one render serves several steps.
+
+    Written here: a render costs ~25 ms whatever the image size (TinyRenderer's cost is in the meshes), and
+    two thirds of a 128x128 episode's frames have pixels to fill (measured, experiment 13), so rendering each
+    of them would cost as much as the simulator's own frame.
+    """
+
+    def __init__(self, robot: Robot, camera: Camera) -> None:
+        self.robot, self.camera = robot, camera
+        m = int(round(_MARGIN * max(camera.width, camera.height)))
+        K = camera.intrinsics.copy()
+        K[0, 2] += m
+        K[1, 2] += m
+        self._grown = Camera(K, camera.extrinsics, camera.width + 2 * m, camera.height + 2 * m, camera.near,
+                             camera.far)  # fmt: skip
+        self._posed: PosedRobot | None = None  # the rendered state, through the grown camera
+        self._rgb = np.zeros((0, 0, 3), np.uint8)
+        self.renders = 0  # how many renders it took so far
+
+    def colours(
+        self, target: PosedRobot, rows: np.ndarray, cols: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The robot's colours at pixels ``(rows, cols)`` of ``target`` (robot pixels there): ``(n, 3)`` uint8
+        and ``(n,)`` bool, false where the render shows no robot (its meshes and the convex pieces differ at
+        the edges)."""
+        if self._posed is not None:
+            rgb, drawn, stale = self._sample(target, rows, cols)
+            if stale <= _STALE:
+                return rgb, drawn
+        self._render(target.joints, target.gripper)
+        return self._sample(target, rows, cols)[:2]
+
+    def _render(self, joints: np.ndarray, gripper: float) -> None:
+        rgb, mask = render_robot_rgb(self.robot, joints, gripper, self._grown)
+        posed = PosedRobot.at(self.robot, self._grown, joints, gripper)
+        posed.ids[~mask] = 0  # where the meshes show no robot there is no colour to take
+        self._posed, self._rgb = posed, rgb
+        self.renders += 1
+
+    def _sample(
+        self, target: PosedRobot, rows: np.ndarray, cols: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The render's colours at the pixels, whether it shows the same piece there, and how many pixels it
+        lacks for being stale (outside it, or another piece in front: the meshes' own edges do not count)."""
+        import cv2
+
+        assert self._posed is not None
+        pieces = target.ids[rows, cols]
+        sources = _map_pixels(target, self._posed, rows, cols)
+        x, y = np.round(sources[:, 0]).astype(int), np.round(sources[:, 1]).astype(int)
+        h, w = self._posed.ids.shape
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        there = np.full(len(rows), -1)
+        there[inside] = self._posed.ids[y[inside], x[inside]]
+        drawn = there == pieces
+        stale = int(((there != pieces) & (there != 0)).sum())  # outside (-1) or another piece in front
+        maps = sources.astype(np.float32).reshape(-1, 1, 2)
+        rgb = cv2.remap(
+            self._rgb, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return rgb.reshape(-1, 3), drawn, stale
+
+
+def _map_pixels(target: PosedRobot, source: PosedRobot, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` float ``(x, y)``: where the robot pixels ``(rows, cols)`` of ``target`` were in ``source``'s
+    image. Per piece an affine map (least squares) from its points' projections at ``target`` to those at
+    ``source``: exact for a rigid piece under an affine camera, within a fraction of a pixel for the
+    few-centimetre steps between frames. A piece ``source`` does not draw (through the near plane) stays."""
+    pieces = target.ids[rows, cols]
+    affines = np.tile(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), (len(target.pieces) + 1, 1, 1))
+    for k in np.unique(pieces[pieces > 0]) - 1:
+        (uv_after, _), (uv_before, z_before) = target.pieces[k], source.pieces[k]
+        if z_before is None:  # the piece was through the near plane: nothing of it to move
+            continue
+        design = np.column_stack([uv_after + _PIXEL_OFFSET, np.ones(len(uv_after))])
+        affines[k + 1], *_ = np.linalg.lstsq(design, uv_before + _PIXEL_OFFSET, rcond=None)
+    pixels = np.column_stack([cols, rows, np.ones(len(rows))])
+    return np.einsum("nk,nkc->nc", pixels, affines[pieces])
 
 
 def warp_to_pose(
@@ -76,6 +159,7 @@ def warp_to_pose(
     camera: Camera,
     state: tuple[np.ndarray, float],
     next_state: tuple[np.ndarray, float],
+    appearance: RobotAppearance | None = None,
 ) -> np.ndarray:
     """``frame`` with its robot moved from ``state`` to ``next_state`` (each ``(joints, gripper)``).
 
@@ -85,27 +169,38 @@ def warp_to_pose(
         camera: The frame's camera (its size must be the frame's).
         state: The robot's (commanded) joints and gripper openness in ``frame``.
         next_state: Those the robot is moved to.
+        appearance: Where the robot pixels without a source in ``frame`` take their colours; pass the
+            episode's to reuse its render across steps; by default a new one (a render when needed).
 
     Returns:
         ``(H, W, 3)`` uint8, the motion-compensated frame.
     """
-    return warp_posed(frame, PosedRobot.at(robot, camera, *state), PosedRobot.at(robot, camera, *next_state))
+    return warp_posed(
+        frame,
+        PosedRobot.at(robot, camera, *state),
+        PosedRobot.at(robot, camera, *next_state),
+        appearance or RobotAppearance(robot, camera),
+    )
 
 
 def warp_episode(
     frames: np.ndarray, robot: Robot, camera: Camera, joints: np.ndarray, gripper: np.ndarray
 ) -> np.ndarray:
     """Every frame of an episode but the last moved to the next one's state: ``(T - 1, H, W, 3)`` uint8
-    (each state posed once)."""
+    (each state posed once, one appearance render reused as in an imagined episode)."""
     posed = [PosedRobot.at(robot, camera, q, g) for q, g in zip(joints, gripper, strict=True)]
+    appearance = RobotAppearance(robot, camera)
     warped = np.empty((max(len(frames) - 1, 0), *frames.shape[1:]), np.uint8)
     for t in range(len(warped)):
-        warped[t] = warp_posed(frames[t], posed[t], posed[t + 1])
+        warped[t] = warp_posed(frames[t], posed[t], posed[t + 1], appearance)
     return warped
 
 
-def warp_posed(frame: np.ndarray, source: PosedRobot, target: PosedRobot) -> np.ndarray:
-    """``frame``, which shows the robot as ``source`` poses it, with its robot moved to ``target``'s pose."""
+def warp_posed(
+    frame: np.ndarray, source: PosedRobot, target: PosedRobot, appearance: RobotAppearance
+) -> np.ndarray:
+    """``frame``, which shows the robot as ``source`` poses it, with its robot moved to ``target``'s pose; the
+    robot pixels with nothing to move take ``appearance``'s colours."""
     import cv2  # OpenCV only when warping (the module stays importable without it)
 
     h, w = frame.shape[:2]
@@ -114,19 +209,8 @@ def warp_posed(frame: np.ndarray, source: PosedRobot, target: PosedRobot) -> np.
             f"`frame` must be uint8 (H, W, 3) of the camera's size {target.ids.shape}, got {frame.dtype} "
             f"{frame.shape}"
         )
-    # per piece, the affine map (u, v, 1) -> (u, v) from its pixels at ``target`` to those at ``source``, in
-    # the render's pixel grid; row 0 (no piece) and pieces not drawn at ``source`` keep pixels where they are
-    affines = np.tile(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), (len(target.pieces) + 1, 1, 1))
-    for k in np.unique(target.ids[target.ids > 0]) - 1:
-        (uv_after, _), (uv_before, z_before) = target.pieces[k], source.pieces[k]
-        if z_before is None:  # the piece was through the near plane: nothing of it to move
-            continue
-        design = np.column_stack([uv_after + _PIXEL_OFFSET, np.ones(len(uv_after))])
-        affines[k + 1], *_ = np.linalg.lstsq(design, uv_before + _PIXEL_OFFSET, rcond=None)
-    is_robot = target.ids > 0
-    rows, cols = np.nonzero(is_robot)
-    pixels = np.column_stack([cols, rows, np.ones(len(rows))])
-    sources = np.einsum("nk,nkc->nc", pixels, affines[target.ids[rows, cols]])
+    rows, cols = np.nonzero(target.ids > 0)
+    sources = _map_pixels(target, source, rows, cols)
     map_x, map_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     map_x[rows, cols], map_y[rows, cols] = sources[:, 0], sources[:, 1]
     moved = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -138,17 +222,16 @@ def warp_posed(frame: np.ndarray, source: PosedRobot, target: PosedRobot) -> np.
         cv2.inpaint(frame, was_robot, _INPAINT_RADIUS, cv2.INPAINT_TELEA) if was_robot.any() else frame.copy()
     )
     # a robot pixel whose source is outside the frame (the arm entering the view) or not the robot's at
-    # ``source`` (a part newly turned to the camera) has nothing to move: it is drawn from the robot's render at
-    # ``target`` (replicated border pixels would look like arm, and marking them left the model to invent the
-    # hand: experiment 12b against 12d); where the render has no robot, the inpainted background stays
+    # ``source`` (a part newly turned to the camera) has nothing to move: it takes the robot's rendered colours
+    # (replicated border pixels would look like arm, and marking them left the model to invent the hand:
+    # experiment 12b against 12d); where the render has no robot, the inpainted background stays
     x, y = np.round(sources[:, 0]).astype(int), np.round(sources[:, 1]).astype(int)
     inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
     seen = inside.copy()
     seen[inside] = was_robot[y[inside], x[inside]] > 0
     warped[rows[seen], cols[seen]] = moved[rows[seen], cols[seen]]
     if not seen.all():
-        rgb, drawn = target.draw()
         r, c = rows[~seen], cols[~seen]
-        keep = drawn[r, c]
-        warped[r[keep], c[keep]] = rgb[r[keep], c[keep]]
+        rgb, drawn = appearance.colours(target, r, c)
+        warped[r[drawn], c[drawn]] = rgb[drawn]
     return warped
