@@ -34,7 +34,13 @@ import torch
 from vap_env.data import EpisodeDataset
 from vap_env.envs.imagined_world import ImaginedWorld
 from vap_env.evaluate.comparison import camera_mode
-from vap_env.evaluate.replay import Replay, fidelity_curves, object_centre_errors, open_loop_replays
+from vap_env.evaluate.replay import (
+    Replay,
+    fidelity_curves,
+    object_centre_errors,
+    open_loop_replays,
+    travel_along_push,
+)
 from vap_env.evaluate.report import replay_frames, slug, write_benchmark, write_png, write_video
 from vap_env.evaluate.segmenter import RobotSegmenter, fit_for_evaluation
 from vap_env.model.loading import default_model_path, load_world_model
@@ -65,10 +71,10 @@ def contact_windows(episodes: list, horizon: int, moved: float, lead: int) -> li
 def score(
     model, episodes: list, segmenter: RobotSegmenter, horizon: int, moved: float, lead: int,
     **sampling: object,
-) -> tuple[dict, list[Replay]]:  # fmt: skip
+) -> tuple[dict, list[Replay], list[dict]]:  # fmt: skip
     """The figures of one model on ``episodes`` (see the module docstring), and the replays of the
-    contact windows (for videos). ``sampling``: ``num_inference_steps`` and ``guidance_scale`` of the
-    imagined world."""
+    contact windows and their cube tracks (for videos and plots). ``sampling``: ``num_inference_steps`` and
+    ``guidance_scale`` of the imagined world."""
     first = episodes[0]
     common = dict(robot=first.robot, task=first.task, camera=camera_mode(episodes), obs_mode="image",
                   action_mode=first.action_mode, **sampling)  # fmt: skip
@@ -92,6 +98,7 @@ def score(
         return _mean([curve_list[i][world_name][name][step] for i in ids])
 
     ids = list(range(len(contact)))
+    travels = [travel_along_push(c, min(horizon, len(c["track"]) - 1)) for c in contact_centres]
     out: dict = {
         "episodes": len(replays),
         "start_matches": float(np.mean([r.start_matches for r in replays])),
@@ -112,6 +119,10 @@ def score(
             "imagined_displacement_m": _mean(
                 [_imagined_travel(r, world.detector, world.object_region, h) for r in contact]
             ),
+            # the env's imagined cube (last found place) against the simulator's push: under-travel or a
+            # wrong direction
+            "along_push_share": _mean([t["along_m"] / t["true_m"] for t in travels if t["true_m"] > 0]),
+            "off_push_m": _mean([t["off_m"] for t in travels]),
         },
         "all": {},
     }
@@ -128,7 +139,7 @@ def score(
                 "baseline": _mean([centres[i]["baseline"][step - 1] for i in ids]),
             }
         }
-    return out, contact
+    return out, contact, contact_centres
 
 
 def _imagined_travel(replay: Replay, detector, region, step: int) -> float:
@@ -140,6 +151,43 @@ def _imagined_travel(replay: Replay, detector, region, step: int) -> float:
     if start is None or end is None:
         return float("nan")
     return float(np.linalg.norm(end.position[:2] - start.position[:2]))
+
+
+def write_tracks(path: Path, tracks: dict[str, list[dict]], windows: list) -> None:
+    """One panel per contact window: the simulator's cube track on the table (black) and each model's
+    imagined one (as the env reads it), the start marked; axes in cm from the true start."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(windows)
+    cols = min(6, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        origin = None
+        for k, (name, model_tracks) in enumerate(tracks.items()):
+            c = model_tracks[i]
+            origin = c["true_track"][0] if origin is None else origin
+            if k == 0:
+                t = (c["true_track"] - origin) * 100
+                ax.plot(t[:, 0], t[:, 1], "k.-", lw=1.5, ms=3, label="simulator")
+            m = (c["track"] - origin) * 100
+            ax.plot(m[:, 0], m[:, 1], ".-", lw=1, ms=3, label=name)
+        ax.plot(0, 0, "ko", ms=4)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(f"{windows[i].policy[:22]} s{windows[i].seed}", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle("cube on the table (cm from its start): simulator and imagined, contact windows", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def write_moved_videos(out_dir: Path, replays: list[Replay]) -> list[str]:
@@ -178,6 +226,9 @@ def markdown(results: dict) -> str:
             f"{_f(m['object_st_iou']['baseline'])} |",
             f"| contact windows | robot ST-IoU at {h} | {_f(m['robot_st_iou']['model'])} | "
             f"{_f(m['robot_st_iou']['baseline'])} |",
+            f"| contact windows | imagined travel along the push / the true travel | "
+            f"{_f(m.get('along_push_share'))} | 0 |",
+            f"| contact windows | imagined travel across the push (cm) | {_cm(m.get('off_push_m'))} | 0 |",
         ]
         for step, row in r["all"].items():
             for figure in ("psnr", "object_st_iou", "robot_st_iou"):
@@ -211,6 +262,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="denoising steps; default: each model's own")
     p.add_argument("--guidance-scale", type=float, default=1.0,
                    help="classifier-free guidance over the prompt (1 = off); default: 1")  # fmt: skip
+    p.add_argument(
+        "--tracks",
+        type=Path,
+        help="plot every contact window's cube track (simulator and each model) to this PNG",
+    )
     p.add_argument("--videos", type=Path, help="write side-by-side videos of the moved-cube replays here, "
                    "one folder per model")  # fmt: skip
     args = p.parse_args()
@@ -234,10 +290,12 @@ def main() -> None:
                      "lead": args.lead,
                      "num_inference_steps": args.steps, "guidance_scale": args.guidance_scale}  # fmt: skip
     results["segmenter_heldout_iou"] = segmenter.info.get("heldout_iou")
+    tracks: dict[str, list[dict]] = {}
+    moved_replays: list[Replay] = []
     for name, model in models.items():
         torch.manual_seed(args.seed)
         start = time.perf_counter()
-        results["models"][name], moved_replays = score(
+        results["models"][name], moved_replays, tracks[name] = score(
             model, episodes, segmenter, args.horizon, args.moved, args.lead,
             num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
         )  # fmt: skip
@@ -250,6 +308,8 @@ def main() -> None:
             results["models"][name]["videos"] = [
                 str(folder / v) for v in write_moved_videos(folder, moved_replays)
             ]
+    if args.tracks and moved_replays:
+        write_tracks(args.tracks, tracks, [r.episode for r in moved_replays])
     write_benchmark(args.json, results, markdown)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from vap_env.data import EpisodeDataset
 from vap_env.envs.estimation import CubeDetector
-from vap_env.evaluate.replay import Replay, object_centre_errors
+from vap_env.evaluate.replay import Replay, object_centre_errors, travel_along_push
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,23 @@ def test_centre_errors_of_a_perfect_model_and_of_a_frozen_one(pushed) -> None:
     np.testing.assert_array_equal(perfect["baseline"], frozen["baseline"])
     assert frozen["baseline"][-1] == pytest.approx(truth[-1], abs=0.015)
     assert frozen["baseline"][-1] > 0.03 > perfect["model"][-1] + 0.015
+    # along the push: the perfect model's cube makes the whole push and stays on its line, the frozen none
+    step = len(pushed.actions)
+    perfect_travel, frozen_travel = travel_along_push(perfect, step), travel_along_push(frozen, step)
+    assert perfect_travel["true_m"] == pytest.approx(truth[-1])
+    assert (
+        perfect_travel["along_m"] == pytest.approx(truth[-1], abs=0.015) and perfect_travel["off_m"] < 0.015
+    )
+    assert frozen_travel["along_m"] == 0.0 and frozen_travel["off_m"] == 0.0
+
+
+def test_travel_across_the_push_is_told_from_travel_along_it() -> None:
+    true_track = np.array([[0.0, 0.0], [0.1, 0.0]])
+    sideways = {"true_track": true_track, "track": np.array([[0.5, 0.5], [0.53, 0.54]])}
+    travel = travel_along_push(sideways, 1)
+    assert travel == pytest.approx({"true_m": 0.1, "along_m": 0.03, "off_m": 0.04})
+    backwards = {"true_track": true_track, "track": np.array([[0.0, 0.0], [-0.02, 0.0]])}
+    assert travel_along_push(backwards, 1)["along_m"] == pytest.approx(-0.02)
 
 
 def test_a_lost_cube_keeps_its_last_found_place(pushed) -> None:

@@ -181,7 +181,9 @@ def object_centre_errors(
     Returns:
         ``model`` and ``baseline``: ``(L,)`` xy distances (m) to the true cube centre at steps ``1..L``;
         ``displacement``: ``(L,)`` xy distance the true cube has moved from its start by each step;
-        ``found``: ``(L,)`` bool, whether the detector found a cube in the generated frame.
+        ``found``: ``(L,)`` bool, whether the detector found a cube in the generated frame;
+        ``true_track``: ``(L + 1, 2)`` the true cube's xy at steps ``0..L``; ``track``: ``(L + 1, 2)`` the
+        imagined cube's as the env reads it (step 0: the first frame's detection).
     """
     e, n = replay.episode, len(replay.imagined)
     true = e.object_poses[: n + 1, :2].astype(np.float64)
@@ -199,4 +201,26 @@ def object_centre_errors(
         "baseline": np.linalg.norm(start[None] - true[1:], axis=1),
         "displacement": np.linalg.norm(true[1:] - true[0], axis=1),
         "found": np.asarray(found, dtype=bool),
+        "true_track": true,
+        "track": np.concatenate([np.asarray(start, dtype=np.float64).reshape(1, 2), imagined]),
+    }
+
+
+def travel_along_push(errors: dict[str, np.ndarray], step: int) -> dict[str, float]:
+    """How the imagined cube travelled by ``step`` (1-based, as the curves' steps ``1..L``) against the
+    simulator's push, from :func:`object_centre_errors`'s tracks: ``true_m``, how far the true cube moved;
+    ``along_m``, the imagined cube's travel along the true cube's direction (negative: backwards);
+    ``off_m``, its travel across that direction. Under-travel and a wrong direction are different failures.
+    """
+    true = errors["true_track"][step] - errors["true_track"][0]
+    imagined = errors["track"][step] - errors["track"][0]
+    distance = float(np.linalg.norm(true))
+    if distance == 0.0:
+        return {"true_m": 0.0, "along_m": 0.0, "off_m": float(np.linalg.norm(imagined))}
+    unit = true / distance
+    along = float(imagined @ unit)
+    return {
+        "true_m": distance,
+        "along_m": along,
+        "off_m": float(abs(imagined[0] * unit[1] - imagined[1] * unit[0])),
     }
