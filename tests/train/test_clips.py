@@ -121,3 +121,15 @@ def test_a_warped_context_ends_with_the_newest_frame_moved_to_the_targets_state(
     robot.close()
     with pytest.raises(ValueError, match="rollout"):
         ClipConfig(prompt="hull", context_frames=2, warped_context=True, rollout_frames=2)
+
+
+def test_clips_in_which_the_object_moves_are_told_apart():
+    ep = _episode(t=6)
+    ep.object_poses = np.zeros((6, 7), np.float32)
+    ep.object_poses[4:, 0] = 0.003  # pushed 3 mm between frames 3 and 4, then at rest; z does not count
+    ep.object_poses[:, 2] = np.arange(6) * 0.01
+    ds = ClipDataset([ep], ClipConfig(prompt="skeleton", context_frames=2, target_frames=1))
+    # clips start at -1..3: the target is frame start + 2, the frame before it start + 1
+    targets = [s + 2 for _, s in ds.index]
+    np.testing.assert_array_equal(ds.object_moves(), [t == 4 for t in targets])
+    assert not ds.object_moves(threshold=0.004).any()

@@ -9,6 +9,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
@@ -72,6 +73,7 @@ def fast_config(**overrides: object) -> WorldModelTrainConfig:
         ("mixed_precision", "fp8", r"`mixed_precision` must be one of \['no', 'bf16', 'fp16'\], got 'fp8'"),
         ("log", "wandb", r"`log` must be one of \['csv', 'tensorboard'\], got 'wandb'"),
         ("interaction_weight", 0.5, "`interaction_weight` must be >= 1"),
+        ("contact_repeat", 0, "`contact_repeat` must be >= 1"),
     ],
 )
 def test_config_validation_names_the_field(field: str, value: object, message: str) -> None:
@@ -91,6 +93,19 @@ def test_batches_are_a_function_of_their_index() -> None:
     assert not set(shards[0]) & set(shards[1])
     with pytest.raises(ValueError, match="7 training clips cannot fill a batch of 8 on each of 1"):
         EpochBatchSampler(7, 8, seed=0)
+
+
+def test_contact_clips_are_drawn_as_often_as_they_are_repeated() -> None:
+    repeats = np.array([4, 4] + [1] * 8)  # two contact clips of ten, drawn 4x: 8 of an epoch's 16 draws
+    sampler = iter(EpochBatchSampler(10, 4, seed=1, repeats=repeats))
+    batches = [next(sampler) for _ in range(8)]  # 4 batches an epoch
+    epoch = np.bincount(sum(batches[:4], []), minlength=10)
+    np.testing.assert_array_equal(epoch, repeats)
+    assert batches[:4] != batches[4:]
+    resumed = iter(EpochBatchSampler(10, 4, seed=1, start=5, repeats=repeats))
+    assert [next(resumed) for _ in range(3)] == batches[5:]
+    with pytest.raises(ValueError, match="`repeats` must be 10 counts >= 1"):
+        EpochBatchSampler(10, 4, seed=1, repeats=np.zeros(10, int))
 
 
 def test_held_out_episodes_are_whole_episodes(episodes_dir: Path) -> None:
@@ -226,6 +241,18 @@ def test_only_the_last_checkpoints_are_kept(episodes_dir: Path, tmp_path: Path) 
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000004", "step-000006"]
     run = json.loads((tmp_path / "train_config.json").read_text())
     assert run["episodes"]["heldout"] == ["episode_000005.npz"] and run["model"]["stage"] == "joint"
+
+
+def test_a_run_draws_the_clips_where_the_cube_moves_more_often(
+    episodes_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = fast_config(steps=2, contact_repeat=4)
+    train_world_model(episodes_dir, tmp_path, tiny_config(num_layers=1, controlnet_layers=1), config)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("contact clips"))
+    moving, total, share = re.search(r"(\d+) of (\d+) .*drawn 4x: ([\d.]+)%", line).groups()
+    moving, total = int(moving), int(total)
+    assert 0.05 < moving / total < 0.5  # scripted pushes: the cube moves in some clips, rests in most
+    assert float(share) == pytest.approx(100 * 4 * moving / (4 * moving + total - moving), abs=0.1)
 
 
 # ---------------------------------------------------------------------- stages

@@ -109,6 +109,7 @@ TRAIN_FLAGS = (
     Flag("checkpoint_every", note=f"the last {WorldModelTrainConfig.keep_checkpoints} are kept"),
     Flag("interaction_weight", metavar="W"),
     Flag("object_weight", metavar="W"),
+    Flag("contact_repeat", metavar="N"),
     Flag("rollout_fraction", metavar="F"),
     Flag("rollout_frames", metavar="L"),
     "ema",

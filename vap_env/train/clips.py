@@ -22,6 +22,9 @@ from vap_env.kinematics import Robot
 from vap_env.prompts import ActionPrompter, prompt_kind
 from vap_env.prompts.warp import warp_episode
 
+OBJECT_MOVES = 0.002
+"""m: the object displacement over a clip's target above which a clip shows contact (``object_moves``)."""
+
 
 @dataclass
 class ClipConfig:
@@ -156,6 +159,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.robot_name, self.image_size = robots.pop(), sizes.pop()
         robot = Robot(self.robot_name)
         self.frames, self.prompts, self.masks, self.objects, self.index = [], [], [], [], []
+        self.object_xy: list[np.ndarray] = []  # per episode, (T, 2) the object's place on the table
         # with a motion-compensated context: per episode, frame t moved to frame t + 1's commanded state
         self.warped: list[np.ndarray] = []
         for e_idx, ep in enumerate(tqdm(eps, desc="rendering prompts", disable=not progress)):
@@ -165,6 +169,7 @@ class ClipDataset(torch.utils.data.Dataset):
                     warp_episode(ep.frames, robot, ep.camera, ep.commanded_joints, ep.commanded_gripper)
                 )
             self.prompts.append(render_episode_prompts(ep, robot, config.prompt))
+            self.object_xy.append(np.asarray(ep.object_poses[:, :2], dtype=np.float64))
             self.masks.append(interaction_masks(ep, robot, config.interaction_radius))
             if config.object_weight > 0:
                 self.objects.append(dilated_object_masks(ep, config.object_dilation))
@@ -176,6 +181,17 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def object_moves(self, threshold: float = OBJECT_MOVES) -> np.ndarray:
+        """``(len,)`` bool: the clips whose object moves at least ``threshold`` m on the table from the last
+        frame before the target to the last target frame (an object-free task's poses are zeros: never)."""
+        c = self.config.leading_frames
+        moves = np.zeros(len(self.index), dtype=bool)
+        for i, (e, s) in enumerate(self.index):
+            at = self.frame_indices(s)
+            xy = self.object_xy[e]
+            moves[i] = np.linalg.norm(xy[at[-1]] - xy[at[c - 1]]) >= threshold
+        return moves
 
     def frame_indices(self, start: int) -> np.ndarray:
         """The episode frames of the window starting at ``start`` (places before the episode: frame 0)."""

@@ -49,6 +49,10 @@ class WorldModelTrainConfig:
         object_weight: Extra loss weight on the manipulated object, where it is in the target frames and
             where it was in the last context frame (its recorded masks, dilated by 2 pixels); 0 switches it
             off. See docs/results/interaction_experiments.md.
+        contact_repeat: How many times per epoch each clip in which the object moves (at least 2 mm over the
+            clip's target, :meth:`~vap_env.train.clips.ClipDataset.object_moves`) is drawn; others once. In
+            the push data about one transition in six moves the cube: a repeat of 4 makes such clips about
+            half of the batches. 1 draws every clip once.
         rollout_fraction: Share of each batch trained on the model's own rollouts (a closed-loop signal
             against autoregressive drift): in those clips the last ``rollout_frames`` context frames are not
             the recorded ones but what the model, at its current weights and with its own denoising steps,
@@ -85,6 +89,7 @@ class WorldModelTrainConfig:
     interaction_weight: float = 3.0
     interaction_radius: float = 0.08
     object_weight: float = 0.0
+    contact_repeat: int = 1
     rollout_fraction: float = 0.0
     rollout_frames: int = 1
     log_every: int = 10
@@ -97,6 +102,8 @@ class WorldModelTrainConfig:
         for name in (*positive, "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if self.contact_repeat < 1:
+            raise ValueError(f"`contact_repeat` must be >= 1 (1 switches it off), got {self.contact_repeat}")
         for name in ("warmup", "weight_decay", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")

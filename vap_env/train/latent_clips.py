@@ -171,6 +171,8 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         process_index: This process.
         num_processes: Processes sharing the data.
         start: The first batch to yield (micro-batches already consumed).
+        repeats: ``(num_items,)`` how many times each clip is drawn per epoch (``contact_repeat``); ``None``:
+            once each.
     """
 
     def __init__(
@@ -181,7 +183,17 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         process_index: int = 0,
         num_processes: int = 1,
         start: int = 0,
+        repeats: np.ndarray | None = None,
     ) -> None:
+        self.pool = torch.arange(num_items)
+        if repeats is not None:
+            repeats = torch.as_tensor(np.asarray(repeats), dtype=torch.long)
+            if repeats.shape != (num_items,) or (repeats < 1).any():
+                raise ValueError(
+                    f"`repeats` must be {num_items} counts >= 1, got shape {tuple(repeats.shape)}"
+                )
+            self.pool = torch.repeat_interleave(self.pool, repeats)
+        num_items = len(self.pool)
         self.batches_per_epoch = num_items // num_processes // batch_size
         if self.batches_per_epoch < 1:
             raise ValueError(
@@ -197,7 +209,7 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
             if batch // self.batches_per_epoch != epoch:
                 epoch = batch // self.batches_per_epoch
                 generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                order = torch.randperm(self.num_items, generator=generator)[
+                order = self.pool[torch.randperm(self.num_items, generator=generator)][
                     self.process_index :: self.num_processes
                 ]
             offset = (batch % self.batches_per_epoch) * self.batch_size

@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
@@ -39,6 +40,7 @@ from torch import Tensor
 
 from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.model.config import WorldModelConfig
+from vap_env.train.clips import OBJECT_MOVES
 from vap_env.train.config import WorldModelTrainConfig
 from vap_env.train.harness import (
     Checkpoints,
@@ -238,6 +240,15 @@ class _Run:
             clips,
         )
         self.eval_sets = eval_sets
+        self.repeats = None
+        if config.contact_repeat > 1:
+            moves = clips.clips.object_moves()
+            self.repeats = 1 + (config.contact_repeat - 1) * moves.astype(np.int64)
+            drawn = self.repeats[moves].sum() / self.repeats.sum()
+            accelerator.print(
+                f"contact clips (the object moves >= {OBJECT_MOVES * 1000:.0f} mm): {moves.sum()} of {len(moves)} "
+                f"({moves.mean():.1%}), drawn {config.contact_repeat}x: {drawn:.1%} of the clips of an epoch"
+            )
         self.params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         # a prepared scheduler steps once per process at each optimizer step (accelerate's convention)
@@ -331,8 +342,9 @@ class _Run:
         """Endless training batches from micro-batch ``start`` on (see :class:`EpochBatchSampler`)."""
         acc, config = self.accelerator, self.config
         sampler = EpochBatchSampler(
-            len(self.clips), config.batch_size, config.seed, acc.process_index, acc.num_processes, start
-        )
+            len(self.clips), config.batch_size, config.seed, acc.process_index, acc.num_processes, start,
+            self.repeats,
+        )  # fmt: skip
         loader = torch.utils.data.DataLoader(
             self.clips, batch_sampler=sampler, num_workers=config.num_workers
         )
