@@ -31,6 +31,14 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _clip_cache_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # Training runs keep rendered clips in $VAP_ENV_CACHE (default ~/.cache/vap-env): never the user's in tests.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VAP_ENV_CACHE", str(tmp_path_factory.mktemp("vap_env_cache")))
+        yield
+
+
 def tiny_model_config(**overrides: object) -> WorldModelConfig:
     """:meth:`WorldModelConfig.tiny` with :data:`TINY_BASE` (32x32, patch 4, encoder 8), then ``overrides``."""
     values = dict(TINY_BASE)

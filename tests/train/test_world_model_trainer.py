@@ -194,14 +194,20 @@ def test_training_lowers_the_loss_and_raises_heldout_psnr(episodes_dir: Path, tm
 
 
 def test_resume_continues_at_the_same_step_with_the_same_state(
-    episodes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    episodes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A constant LR after warm-up: the stopped run is a 10-step run, and a cosine schedule's shape depends on
     # the total step count. With it, every input to step 11..20 is restored, and the runs agree bitwise.
     config = fast_config(ema=True, checkpoint_every=10, keep_checkpoints=None)
     model = tiny_config(num_layers=2, controlnet_layers=1)
     train_world_model(episodes_dir, tmp_path / "straight", model, dataclasses.replace(config, steps=20))
+    capsys.readouterr()
     train_world_model(episodes_dir, tmp_path / "stopped", model, config)
+    # the rendered clips come from the disk cache the first run filled (and the runs still agree bitwise)
+    cached = re.search(r"clip cache .*: (\d+) episode\(s\) read, (\d+) rendered", capsys.readouterr().out)
+    episodes = json.loads((tmp_path / "stopped/train_config.json").read_text())["episodes"]
+    assert cached is not None and cached[2] == "0"
+    assert int(cached[1]) == len(episodes["train"]) + len(episodes["heldout"]) == 6
 
     loaded: dict[str, dict] = {}
     original_load_state = Accelerator.load_state
@@ -516,8 +522,11 @@ def test_cli_ablation_flags_and_a_new_prompt_on_a_pretrain_model(
     out = tmp_path / "lora-only"
     argv = ["train", "--data", str(episodes_dir), "--out", str(out), "--stage", "control", "--init"]
     argv += [str(init), "--controlnet-layers", "0", "--gradient-checkpointing", "--steps", "2"]
-    argv += ["--batch-size", "4", "--eval-every", "2", "--checkpoint-every", "2"]
+    argv += ["--batch-size", "4", "--eval-every", "2", "--checkpoint-every", "2", "--no-cache-clips"]
+    capsys.readouterr()
     assert _cli(argv) == 0, capsys.readouterr().err
+    assert "clip cache" not in capsys.readouterr().out  # rendered afresh, nothing read or stored
+    assert json.loads((out / "train_config.json").read_text())["train"]["cache_clips"] is False
     model = ActionToVideoModel.from_pretrained(out / "model")
     assert model.config.controlnet_layers == 0 and len(model.controlnet.transformer_blocks) == 0
     after = load_file(out / "model" / TRANSFORMER_WEIGHTS)

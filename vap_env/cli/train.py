@@ -113,6 +113,7 @@ TRAIN_FLAGS = (
     Flag("rollout_fraction", metavar="F"),
     Flag("rollout_frames", metavar="L"),
     "ema",
+    "cache_clips",
     Flag("mixed_precision", choices=MIXED_PRECISIONS),
     "gradient_checkpointing",
     Flag("log", choices=LOGGERS),

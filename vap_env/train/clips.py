@@ -21,6 +21,7 @@ from vap_env.data import Episode, EpisodeDataset
 from vap_env.kinematics import Robot
 from vap_env.prompts import ActionPrompter, prompt_kind
 from vap_env.prompts.warp import warp_episode
+from vap_env.train.clip_cache import ClipCache, episode_key
 
 OBJECT_MOVES = 0.002
 """m: the object displacement over a clip's target above which a clip shows contact (``object_moves``)."""
@@ -103,6 +104,24 @@ def render_episode_prompts(episode: Episode, robot: Robot, kind: str) -> np.ndar
     )
 
 
+def _rendered(
+    episode: Episode, robot: Robot, config: ClipConfig, cache: ClipCache | None
+) -> dict[str, np.ndarray]:
+    """An episode's prompts (and, with a warped context, its warped frames), from ``cache`` if it has them."""
+    names = ("prompts", "warped") if config.warped_context else ("prompts",)
+    key = episode_key(episode, config.prompt, config.warped_context) if cache is not None else ""
+    if cache is not None and (stored := cache.load(key, names)) is not None:
+        return stored
+    rendered = {"prompts": render_episode_prompts(episode, robot, config.prompt)}
+    if config.warped_context:
+        rendered["warped"] = warp_episode(
+            episode.frames, robot, episode.camera, episode.commanded_joints, episode.commanded_gripper
+        )
+    if cache is not None:
+        cache.save(key, rendered)
+    return rendered
+
+
 def interaction_masks(episode: Episode, robot: Robot, radius: float) -> np.ndarray:
     """(T, H, W) bool: discs around the gripper keypoints (commanded state) in each frame."""
     h, w = episode.image_size
@@ -142,10 +161,16 @@ class ClipDataset(torch.utils.data.Dataset):
         episodes: A dataset or a list of episodes (all of one robot and image size).
         config: How to cut clips.
         progress: Show a progress bar while rendering prompts.
+        cache: Where to keep (and look for) each episode's rendered prompts and warped frames
+            (:mod:`vap_env.train.clip_cache`); ``None`` renders them every time.
     """
 
     def __init__(
-        self, episodes: EpisodeDataset | list[Episode], config: ClipConfig, progress: bool = False
+        self,
+        episodes: EpisodeDataset | list[Episode],
+        config: ClipConfig,
+        progress: bool = False,
+        cache: ClipCache | None = None,
     ) -> None:
         self.config = config
         eps = list(episodes)
@@ -162,13 +187,12 @@ class ClipDataset(torch.utils.data.Dataset):
         self.object_xy: list[np.ndarray] = []  # per episode, (T, 2) the object's place on the table
         # with a motion-compensated context: per episode, frame t moved to frame t + 1's commanded state
         self.warped: list[np.ndarray] = []
-        for e_idx, ep in enumerate(tqdm(eps, desc="rendering prompts", disable=not progress)):
+        for e_idx, ep in enumerate(tqdm(eps, desc="rendering clips", disable=not progress)):
             self.frames.append(ep.frames)
+            rendered = _rendered(ep, robot, config, cache)
+            self.prompts.append(rendered["prompts"])
             if config.warped_context:
-                self.warped.append(
-                    warp_episode(ep.frames, robot, ep.camera, ep.commanded_joints, ep.commanded_gripper)
-                )
-            self.prompts.append(render_episode_prompts(ep, robot, config.prompt))
+                self.warped.append(rendered["warped"])
             self.object_xy.append(np.asarray(ep.object_poses[:, :2], dtype=np.float64))
             self.masks.append(interaction_masks(ep, robot, config.interaction_radius))
             if config.object_weight > 0:

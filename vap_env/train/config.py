@@ -66,6 +66,10 @@ class WorldModelTrainConfig:
         log: ``csv`` (``metrics.csv`` only) or ``tensorboard`` (the same CSV, plus TensorBoard event files
             in ``out_dir/logs``; needs the ``tensorboard`` package).
         num_workers: ``DataLoader`` worker processes (the clips are in memory: 0 is usually fastest).
+        cache_clips: Keep each episode's rendered prompts and warped frames on disk and reuse them in later
+            runs and resumes on the same episodes (most of the set-up's time): ``$VAP_ENV_CACHE/clips``,
+            default ``~/.cache/vap-env/clips``, keyed by the episode, the prompt kind and the rendering
+            code (:mod:`vap_env.train.clip_cache`).
     """
 
     steps: int = 10_000
@@ -96,6 +100,7 @@ class WorldModelTrainConfig:
     seed: int = 0
     log: str = LOGGERS[0]
     num_workers: int = 0
+    cache_clips: bool = True
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "gradient_accumulation_steps", "eval_every", "eval_clips")

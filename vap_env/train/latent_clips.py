@@ -19,6 +19,7 @@ from vap_env.model.codec import frames_to_tensor
 from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.model.config import WorldModelConfig
 from vap_env.prompts.kinds import prompt_kind
+from vap_env.train.clip_cache import ClipCache
 from vap_env.train.clips import ClipConfig, ClipDataset
 from vap_env.train.config import WorldModelTrainConfig
 
@@ -41,6 +42,8 @@ def make_clips(
     train: list[Episode],
     heldout: list[Episode],
     where: tuple[str, str],
+    cache: ClipCache | None = None,
+    progress: bool = False,
 ) -> tuple[ClipDataset, ClipDataset]:
     """The training and held-out clips for the model, after checking that the episodes fit it.
 
@@ -50,6 +53,8 @@ def make_clips(
         train: Training episodes.
         heldout: Held-out episodes.
         where: The directories of both, for error messages.
+        cache: Where the episodes' rendered prompts and warped frames are kept; ``None``: rendered anew.
+        progress: Show a progress bar over the training episodes.
 
     Raises:
         ValueError: If the episodes are of another robot, image size or state size than the model.
@@ -69,7 +74,8 @@ def make_clips(
     rollout = dataclasses.replace(
         clip_config, rollout_frames=config.rollout_frames if config.rollout_fraction else 0
     )
-    train_clips, heldout_clips = ClipDataset(train, rollout), ClipDataset(heldout, clip_config)
+    train_clips = ClipDataset(train, rollout, progress=progress, cache=cache)
+    heldout_clips = ClipDataset(heldout, clip_config, cache=cache)
     vector = prompt_kind(model_config.prompt).conditioning == "vector"
     if vector and train_clips.prompts[0].shape[-1] != model_config.state_dim:
         raise ValueError(

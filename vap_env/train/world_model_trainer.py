@@ -40,6 +40,7 @@ from torch import Tensor
 
 from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.model.config import WorldModelConfig
+from vap_env.train.clip_cache import ClipCache
 from vap_env.train.clips import OBJECT_MOVES
 from vap_env.train.config import WorldModelTrainConfig
 from vap_env.train.harness import (
@@ -154,7 +155,20 @@ def train_world_model(
         assert init_from is not None  # build_model refuses a new model in this stage
         teacher = build_teacher(init_from, model.config.num_inference_steps).to(accelerator.device)
     where = (", ".join(map(str, data_dirs)), ", ".join(map(str, val_data_dirs or data_dirs)))
-    train_clips, heldout_clips = make_clips(model.config, config, train_episodes, heldout_episodes, where)
+    cache = ClipCache() if config.cache_clips else None
+    train_clips, heldout_clips = make_clips(
+        model.config,
+        config,
+        train_episodes,
+        heldout_episodes,
+        where,
+        cache,
+        progress=accelerator.is_local_main_process,
+    )
+    if cache is not None:
+        accelerator.print(
+            f"clip cache {cache.root}: {cache.hits} episode(s) read, {cache.misses} rendered and stored"
+        )
     model.to(accelerator.device)
     if config.gradient_checkpointing:
         for part in (model.transformer, model.controlnet):
