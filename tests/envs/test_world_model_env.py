@@ -271,3 +271,68 @@ def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commande
         torch.testing.assert_close(seen[step][0], frames_to_tensor(np.stack([frames[-1], expected])))
         assert not np.array_equal(expected, frames[-1])
     world.close()
+
+
+def test_an_object_warp_model_moves_the_cube_where_its_object_dynamics_sends_it() -> None:
+    from tests.conftest import tiny_world_model
+    from vap_env.envs.imagined_world import ImaginedWorld
+    from vap_env.model.codec import frames_to_tensor
+    from vap_env.model.object_dynamics import ObjectDynamics
+    from vap_env.prompts.warp import PosedRobot, RobotAppearance, move_object, warp_posed
+
+    model = tiny_world_model(
+        robot="panda",
+        image_size=64,
+        patch_size=8,
+        num_layers=2,
+        controlnet_layers=1,
+        num_inference_steps=1,
+        prompt="hull",
+        context_frames=2,
+        context_layout="channels",
+        warped_context=True,
+        object_warp=True,
+    ).eval()
+    # dynamics that push the cube 2 cm along +x at every step the TCP is within reach
+    dynamics = ObjectDynamics()
+    with torch.no_grad():
+        last = dynamics.net[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([1.0, 0.0]))  # x 50 scaled: 2 cm
+    model.object_dynamics = dynamics.eval()
+    seen = []
+    generate = model.generate
+    model.generate = lambda context, *args, **kwargs: (
+        seen.append(context.clone()),
+        generate(context, *args, **kwargs),
+    )[1]
+    world = ImaginedWorld(model, reset_mode="sim", obs_mode="image")
+    episode = world.new_episode(np.random.default_rng(0), seed=3)
+    assert episode.sprite is not None  # the cube is in the first frame
+    np.testing.assert_allclose(episode.object_position, episode.estimate.object_position)
+    appearance = RobotAppearance(world.robot, episode.camera)
+    action = np.array([[0.3, 0.0, 0.0, 1.0]], np.float32)
+    for near in (False, True):
+        tcp = world._tcp(episode.command)
+        # the dynamics' state put 30 cm from the TCP (out of reach), then 4 cm from it (within reach)
+        at = np.array([tcp[0] + (0.04 if near else 0.3), tcp[1], episode.object_position[2]])
+        episode.object_position = at.copy()
+        frames, before = episode.frames.copy(), episode.command
+        world.advance([episode], action)
+        after = episode.command
+        source = PosedRobot.at(world.robot, episode.camera, before.joints, before.gripper)
+        target = PosedRobot.at(world.robot, episode.camera, after.joints, after.gripper)
+        expected = warp_posed(frames[-1], source, target, appearance)
+        if near:
+            to = at + np.array([0.02, 0.0, 0.0])
+            np.testing.assert_allclose(episode.object_position, to, atol=1e-6)
+            moved = move_object(expected, episode.sprite, at, to, target.ids)
+            assert not np.array_equal(moved, expected)  # the cube moved in the context
+            expected = moved
+        else:
+            np.testing.assert_allclose(episode.object_position, at)  # out of reach: not moved
+        torch.testing.assert_close(seen[-1][0], frames_to_tensor(np.stack([frames[-1], expected])))
+    del model.object_dynamics
+    with pytest.raises(ValueError, match="has none"):
+        ImaginedWorld(model, reset_mode="sim")
+    world.close()

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from vap_env.camera import Camera
+from vap_env.data import EpisodeDataset
 from vap_env.kinematics import Robot
 from vap_env.prompts.hull import piece_index_image
 from vap_env.prompts.rectify import render_robot_rgb
-from vap_env.prompts.warp import PosedRobot, RobotAppearance, warp_episode, warp_posed, warp_to_pose
+from vap_env.prompts.warp import (
+    ObjectSprite,
+    PosedRobot,
+    RobotAppearance,
+    move_object,
+    warp_episode,
+    warp_posed,
+    warp_to_pose,
+)
+from vap_env.recording import collect
 
 
 def _scene(robot: Robot, q: np.ndarray, gripper: float, camera: Camera) -> np.ndarray:
@@ -164,3 +175,66 @@ def test_the_robots_look_is_rendered_once_for_several_steps_of_the_hand_coming_i
     assert fresh_renders >= 18 and cached.renders <= fresh_renders // 2
     assert np.mean(gaps) < 1.5
     assert min(gains) >= 0.0 and np.median(gains) > 5.0
+
+
+def _red_centroid(frame: np.ndarray) -> np.ndarray:
+    red = (frame[..., 0] > 150) & (frame[..., 1] < 90) & (frame[..., 2] < 90)
+    rows, cols = np.nonzero(red)
+    return np.array([cols.mean(), rows.mean()])
+
+
+def test_the_object_is_moved_on_the_table_behind_the_robot() -> None:
+    robot = Robot("panda")
+    camera = Camera.from_spec(robot.desc.camera, 64, 64)
+    robot.close()
+    at, to = np.array([0.5, 0.0, 0.025]), np.array([0.56, 0.03, 0.025])
+    (u, v), _ = camera.project(at)
+    rows, cols = np.mgrid[0:64, 0:64]
+    mask = (np.abs(cols - u) <= 2) & (np.abs(rows - v) <= 2)
+    frame = np.full((64, 64, 3), 120, np.uint8)
+    frame[mask] = (200, 30, 30)
+    sprite = ObjectSprite.cut(frame, mask, at, camera)
+    no_robot = np.zeros((64, 64), np.int32)
+    moved = move_object(frame, sprite, at, to, no_robot)
+    shift = camera.project(to)[0] - camera.project(at)[0]
+    (_, near), (_, far) = camera.project(at), camera.project(to)
+    assert sprite.placement(to)[0, 0] == pytest.approx(near / far) and sprite.placement(at)[0, 0] == 1.0
+    assert np.abs(shift).max() > 2  # the test moves it visibly
+    np.testing.assert_allclose(_red_centroid(moved), _red_centroid(frame) + shift, atol=0.5)
+    assert (np.abs(moved[mask & ~(moved[..., 0] > 150)].astype(int) - 120) <= 2).all()  # old place: table
+    red = (moved[..., 0] > 150) & (moved[..., 1] < 90)
+    assert abs(int(red.sum()) - int(mask.sum())) <= 0.2 * mask.sum()  # one object: moved, not copied
+    # the robot in front keeps its pixels where the object goes
+    ids = np.zeros((64, 64), np.int32)
+    ids[:, int(round(u + shift[0]))] = 3
+    frame_with_arm = frame.copy()
+    frame_with_arm[ids > 0] = (10, 200, 10)
+    behind = move_object(frame_with_arm, sprite, at, to, ids)
+    np.testing.assert_array_equal(behind[ids > 0], frame_with_arm[ids > 0])
+    # an object that does not move leaves the frame as it is
+    assert move_object(frame, sprite, at, at + 1e-5, no_robot) is frame
+    with pytest.raises(ValueError, match="`mask` must be the frame's size"):
+        ObjectSprite.cut(frame, mask[:32], at, camera)
+
+
+def test_an_episode_with_its_object_warps_the_cube_to_the_next_frame(tmp_path: Path) -> None:
+    collect("panda", "push", 1, "scripted", tmp_path, image_size=128, seed=3, progress=False)
+    episode = EpisodeDataset(tmp_path)[0]
+    robot = Robot("panda")
+    args = (episode.frames, robot, episode.camera, episode.commanded_joints, episode.commanded_gripper)
+    plain = warp_episode(*args)
+    with_object = warp_episode(*args, objects=(episode.object_poses, episode.object_mask))
+    robot.close()
+    steps = np.linalg.norm(np.diff(episode.object_poses[:, :2], axis=0), axis=1)
+    pushed, still = np.nonzero(steps > 0.008)[0], np.nonzero(steps < 1e-5)[0]
+    assert len(pushed) >= 4 and len(still) >= 4
+    for t in still:
+        np.testing.assert_array_equal(with_object[t], plain[t])
+    # where the cube is in either frame, the warped frame is nearer the next one with the cube moved
+    masks = episode.object_mask
+    gain = [
+        _psnr(with_object[t], episode.frames[t + 1], masks[t] | masks[t + 1])
+        - _psnr(plain[t], episode.frames[t + 1], masks[t] | masks[t + 1])
+        for t in pushed
+    ]
+    assert np.mean(gain) > 0.5, gain

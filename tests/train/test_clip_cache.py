@@ -53,21 +53,24 @@ def test_the_key_changes_with_the_frames_the_commands_the_camera_the_kind_and_th
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ep = _episode()
-    key = episode_key(ep, "hull", True)
-    assert episode_key(_episode(), "hull", True) == key  # the same content: the same key
+    key = episode_key(ep, "hull", "robot")
+    assert episode_key(_episode(), "hull", "robot") == key  # the same content: the same key
     changed = []
     for edit in (
         lambda e: e.frames.__setitem__((2, 5, 5, 0), e.frames[2, 5, 5, 0] ^ 1),  # one bit of one pixel
         lambda e: e.commanded_joints.__setitem__((3, 1), e.commanded_joints[3, 1] + 1e-4),
         lambda e: e.commanded_gripper.__setitem__(0, 0.5),
         lambda e: e.camera.extrinsics.__setitem__((0, 3), e.camera.extrinsics[0, 3] + 1e-3),
+        lambda e: e.object_poses.__setitem__((1, 0), e.object_poses[1, 0] + 1e-4),
+        lambda e: e.object_mask.__setitem__((0, 3, 3), ~e.object_mask[0, 3, 3]),
     ):
         other = _episode()
         edit(other)
-        changed.append(episode_key(other, "hull", True))
-    changed += [episode_key(ep, "skeleton", True), episode_key(ep, "hull", False)]
+        changed.append(episode_key(other, "hull", "robot"))
+    changed += [episode_key(ep, "skeleton", "robot"), episode_key(ep, "hull", "none")]
+    changed.append(episode_key(ep, "hull", "robot+object"))
     monkeypatch.setattr(clip_cache, "_code_fingerprint", lambda: "edited rendering code")
-    changed.append(episode_key(ep, "hull", True))
+    changed.append(episode_key(ep, "hull", "robot"))
     assert len(set(changed)) == len(changed) and key not in changed
 
 

@@ -18,12 +18,15 @@ from safetensors.torch import load_file
 from tests.conftest import tiny_model_config
 from vap_env.cli import build_parser
 from vap_env.cli.train import _model_config
+from vap_env.model import object_dynamics
 from vap_env.model.checkpoint import module_fingerprint
 from vap_env.model.codec import FrameAutoencoder, load_codec
 from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.model.cogvideox.transformer import base_state_dict
 from vap_env.model.config import WorldModelConfig
+from vap_env.model.object_dynamics import ObjectDynamicsConfig
 from vap_env.recording import collect
+from vap_env.train import world_model_trainer
 from vap_env.train.clips import ClipConfig, ClipDataset
 from vap_env.train.latent_clips import EpochBatchSampler, LatentClips
 from vap_env.train.metrics import read_metrics
@@ -341,6 +344,37 @@ def test_a_fine_tune_may_switch_on_the_motion_compensated_context(tmp_path: Path
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), saved.parameters(), strict=True))
     model.save_pretrained(tmp_path / "w")
     assert ActionToVideoModel.from_pretrained(tmp_path / "w").spec.warped_context
+
+
+def test_an_object_warp_model_fits_its_object_dynamics_and_keeps_them(
+    episodes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fitted = []
+
+    def quick_fit(train: list, heldout: list, progress: bool = False) -> tuple:
+        fitted.append(object_dynamics.fit_object_dynamics(train, heldout, ObjectDynamicsConfig(steps=200)))
+        return fitted[-1]
+
+    monkeypatch.setattr(world_model_trainer, "fit_object_dynamics", quick_fit)
+    config = tiny_config(
+        num_layers=1,
+        controlnet_layers=1,
+        prompt="hull",
+        context_frames=2,
+        warped_context=True,
+        object_warp=True,
+    )
+    with pytest.raises(ValueError, match="`object_warp` .* needs `warped_context`"):
+        dataclasses.replace(config, warped_context=False)
+    result = train_world_model(episodes_dir, tmp_path, config, fast_config(steps=2))
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("object dynamics"))
+    error, still = map(float, re.search(r"error ([\d.]+) mm .*no motion: ([\d.]+) mm", line).groups())
+    assert error < still  # it learned something of the pushes in 200 steps
+    model = ActionToVideoModel.from_pretrained(result["model_dir"])
+    assert model.spec.object_warp and model.object_dynamics is not None
+    saved, trained = model.object_dynamics.state_dict(), fitted[0][0].state_dict()
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
+    assert not any(p.requires_grad for p in model.object_dynamics.parameters())
 
 
 # ---------------------------------------------------------------------- codec

@@ -83,6 +83,12 @@ MODEL_FLAGS = (
         "robot moved by the kinematics to the next commanded pose (with --init: switches it on for a model "
         "trained without it)",
     ),
+    Flag(
+        "object_warp",
+        default=None,
+        help="with --warped-context: the pushed object in that frame moved too, to where the model's learned "
+        "object dynamics (fitted on the training episodes, about a minute, saved with the model) sends it",
+    ),
     Flag("frames_per_step", default=None, default_text="1 (with --init: the saved model's)"),
     Flag("target", default=None, choices=TARGETS, default_text="frame (with --init: the saved model's)"),
     Flag(

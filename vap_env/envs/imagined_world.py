@@ -31,7 +31,7 @@ from vap_env.model.codec import frames_to_tensor, tensor_to_frames
 from vap_env.model.loading import load_world_model
 from vap_env.model.protocol import WorldModel, WorldModelSpec
 from vap_env.prompts import ActionPrompter, prompt_kind
-from vap_env.prompts.warp import PosedRobot, RobotAppearance, warp_posed
+from vap_env.prompts.warp import ObjectSprite, PosedRobot, RobotAppearance, move_object, warp_posed
 from vap_env.sim.env import SimEnv, observation_space, state_layout
 from vap_env.tasks import task_spec
 
@@ -55,6 +55,12 @@ class ImaginedEpisode:
             the last state a frame was warped to: the next step reuses it when it starts from that state.
         appearance: For a motion-compensated model, the robot's rendered look through this episode's camera
             (:class:`~vap_env.prompts.warp.RobotAppearance`), reused from step to step.
+        sprite: For a model that moves the object too (``spec.object_warp``), the object as the first
+            frame shows it (:class:`~vap_env.prompts.warp.ObjectSprite`); ``None`` when it was not found
+            there (the video model alone then moves it).
+        object_position: (3,) where the model's object dynamics has the object: the sprite's position at
+            the reset, then moved by the dynamics at every step (its own state, never re-read from the
+            frames, as the robot's command is never re-read either; rewards still read the frames).
     """
 
     controller: ActionController
@@ -67,6 +73,8 @@ class ImaginedEpisode:
     generator: torch.Generator
     posed: PosedRobot | None = None
     appearance: RobotAppearance | None = None
+    sprite: ObjectSprite | None = None
+    object_position: np.ndarray | None = None
 
     @property
     def command(self) -> RobotCommand:
@@ -112,6 +120,13 @@ class ImaginedWorld:
             )
         self.scorer = task_spec(cfg.task).scoring()  # reward and success rules, no scene
         self.detector = CubeDetector()
+        self.object_dynamics = getattr(self.model, "object_dynamics", None) if c.object_warp else None
+        if c.object_warp and self.object_dynamics is None:
+            raise ValueError(
+                "the world model moves the object by its object dynamics (`object_warp`) but has none: "
+                "load it with `ActionToVideoModel.from_pretrained` from a directory that holds "
+                "`object_dynamics/` (written by `vap-env train --object-warp`)"
+            )
         self.interface = EnvInterface(
             task_name=cfg.task,
             action_mode=cfg.action_mode,
@@ -217,6 +232,10 @@ class ImaginedWorld:
             fallback_object_position=self._fallback,
             region=self.object_region,
         )
+        sprite = None
+        if self.object_dynamics is not None and estimate.object_visible:
+            position = estimate.object_position
+            sprite = ObjectSprite.cut(frames[-1], self.detector.cube_mask(frames[-1]), position, camera)
         return ImaginedEpisode(
             controller,
             camera,
@@ -226,6 +245,8 @@ class ImaginedWorld:
             prompts,
             estimate,
             generator,
+            sprite=sprite,
+            object_position=None if sprite is None else sprite.position.copy(),
         )
 
     def _from_sim(self, seed: int) -> tuple:
@@ -344,7 +365,8 @@ class ImaginedWorld:
     def _context(self, episode: ImaginedEpisode, now: RobotCommand, first: RobotCommand) -> np.ndarray:
         """The context frames of a step from state ``now`` whose first generated frame is commanded ``first``:
         the episode's frames, or for a motion-compensated model (``spec.warped_context``) all but the oldest
-        and the newest with its robot moved to ``first`` (as training clips cut them)."""
+        and the newest with its robot moved to ``first`` (as training clips cut them), and with
+        ``spec.object_warp`` its object moved to where the object dynamics sends it."""
         if not self.spec.warped_context:
             return episode.frames
         source = episode.posed
@@ -356,6 +378,18 @@ class ImaginedWorld:
             episode.appearance = RobotAppearance(self.robot, episode.camera)
         episode.posed = target
         warped = warp_posed(episode.frames[-1], source, target, episode.appearance)
+        if (
+            episode.sprite is not None
+            and episode.object_position is not None
+            and self.object_dynamics is not None
+        ):
+            at = episode.object_position
+            xy = self.object_dynamics.step(
+                at[None, :2], self._tcp(now)[None], self._tcp(first)[None], np.array([first.gripper])
+            )[0]
+            to = np.array([xy[0], xy[1], at[2]])
+            warped = move_object(warped, episode.sprite, at, to, target.ids)
+            episode.object_position = to
         return np.concatenate([episode.frames[1:], warped[None]])
 
     def _prompt_tensor(self, prompts: np.ndarray) -> torch.Tensor | None:

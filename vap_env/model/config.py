@@ -27,6 +27,7 @@ TRAINING_FIELDS = (
     "num_inference_steps",
     "codec_fingerprint",
     "warped_context",  # what the newest context frame holds: a fine-tune may start from a model without it
+    "object_warp",  # the same, for the object in it
 )
 # Fields of the conditioning attached to the base transformer (prompt kind, ControlNet, LoRA, state embedder).
 # A model saved in the ``pretrain`` stage trained its base without actions, so a new conditioning may be
@@ -86,6 +87,11 @@ class WorldModelConfig:
             (:func:`vap_env.prompts.warp.warp_to_pose`), is given as the last context frame and the oldest
             is dropped, so that the model corrects a moved arm instead of redrawing it. Training clips and
             the imagined envs build that context themselves; the model's inputs keep their shapes.
+        object_warp: With ``warped_context``, the manipulated object in that frame is moved too: to where
+            it is in the next frame when training, to where the model's learned object dynamics
+            (:class:`~vap_env.model.object_dynamics.ObjectDynamics`, fitted by the trainer on the training
+            episodes and saved with the model) sends it in imagination (:func:`vap_env.prompts.warp.
+            move_object`). The video model then draws a push it is shown instead of inventing one.
         frames_per_step: Frames ``Tf`` generated per call (a multiple of the codec temporal factor).
         num_layers: Transformer blocks.
         num_attention_heads: Attention heads.
@@ -135,6 +141,7 @@ class WorldModelConfig:
     context_frames: int = 1
     context_layout: str = "sequence"
     warped_context: bool = False
+    object_warp: bool = False
     frames_per_step: int = 1
     num_layers: int = 42
     num_attention_heads: int = 48
@@ -224,6 +231,11 @@ class WorldModelConfig:
         if self.change_scale is not None and not self.change_scale > 0:
             raise ValueError(
                 f"`change_scale` must be > 0 or None (measured by the trainer), got {self.change_scale}"
+            )
+        if self.object_warp and not self.warped_context:
+            raise ValueError(
+                "`object_warp` moves the object in the motion-compensated context frame: it needs "
+                "`warped_context`; switch both on"
             )
         if self.context_noise_log_sigma_std < 0:
             raise ValueError(

@@ -43,6 +43,9 @@ class WorldModelSpec:
         num_inference_steps: Its default number of denoising steps.
         warped_context: Whether its newest context frame is the frame before it with the robot moved to the
             next commanded state (``WorldModelConfig.warped_context``): the envs build that context.
+        object_warp: Whether the object in that frame is moved too, by the model's ``object_dynamics``
+            attribute (an :class:`~vap_env.model.object_dynamics.ObjectDynamics`;
+            ``WorldModelConfig.object_warp``).
     """
 
     robot: str
@@ -54,6 +57,7 @@ class WorldModelSpec:
     state_dim: int
     num_inference_steps: int
     warped_context: bool = False
+    object_warp: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))

@@ -61,14 +61,17 @@ def _code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def episode_key(episode: Episode, prompt: str, warped: bool) -> str:
-    """The cache key of ``episode``'s prompts of kind ``prompt`` (and warped frames if ``warped``)."""
+def episode_key(episode: Episode, prompt: str, warp: str) -> str:
+    """The cache key of ``episode``'s prompts of kind ``prompt`` and its warped frames, ``warp`` naming
+    what they move (``none``: no warped frames; ``robot``; ``robot+object``)."""
     digest = hashlib.blake2b(digest_size=20)
     digest.update(_code_fingerprint().encode())
-    digest.update(f"{episode.robot}|{prompt}|{int(warped)}".encode())
+    digest.update(f"{episode.robot}|{prompt}|{warp}".encode())
     camera = episode.camera
     for array in (
         episode.frames,
+        episode.object_poses,
+        episode.object_mask,
         episode.commanded_joints,
         episode.commanded_gripper,
         camera.intrinsics,

@@ -47,6 +47,9 @@ class ClipConfig:
         warped_context: Motion-compensated context (``WorldModelConfig.warped_context``): the context of
             each clip drops its oldest frame and ends with its newest frame's robot moved to the first
             target frame's commanded state (:func:`vap_env.prompts.warp.warp_to_pose`).
+        object_warp: With ``warped_context``, the object in that frame is moved to where it is in the
+            first target frame too (:func:`vap_env.prompts.warp.move_object`; ``WorldModelConfig.
+            object_warp``).
     """
 
     prompt: str = "skeleton"
@@ -58,9 +61,14 @@ class ClipConfig:
     object_dilation: int = 2
     rollout_frames: int = 0
     warped_context: bool = False
+    object_warp: bool = False
 
     def __post_init__(self) -> None:
         prompt_kind(self.prompt)  # ValueError naming the valid kinds
+        if self.object_warp and not self.warped_context:
+            raise ValueError(
+                "`object_warp` moves the object in the warped context: it needs `warped_context`"
+            )
         if self.warped_context and self.rollout_frames:
             raise ValueError(
                 "a motion-compensated context (`warped_context`) is warped from recorded frames: training on "
@@ -109,13 +117,20 @@ def _rendered(
 ) -> dict[str, np.ndarray]:
     """An episode's prompts (and, with a warped context, its warped frames), from ``cache`` if it has them."""
     names = ("prompts", "warped") if config.warped_context else ("prompts",)
-    key = episode_key(episode, config.prompt, config.warped_context) if cache is not None else ""
+    warp = ("robot+object" if config.object_warp else "robot") if config.warped_context else "none"
+    key = episode_key(episode, config.prompt, warp) if cache is not None else ""
     if cache is not None and (stored := cache.load(key, names)) is not None:
         return stored
     rendered = {"prompts": render_episode_prompts(episode, robot, config.prompt)}
     if config.warped_context:
+        objects = (episode.object_poses, episode.object_mask) if config.object_warp else None
         rendered["warped"] = warp_episode(
-            episode.frames, robot, episode.camera, episode.commanded_joints, episode.commanded_gripper
+            episode.frames,
+            robot,
+            episode.camera,
+            episode.commanded_joints,
+            episode.commanded_gripper,
+            objects,
         )
     if cache is not None:
         cache.save(key, rendered)

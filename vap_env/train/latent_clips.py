@@ -69,6 +69,7 @@ def make_clips(
         interaction_radius=config.interaction_radius,
         object_weight=config.object_weight,
         warped_context=model_config.warped_context,
+        object_warp=model_config.object_warp,
     )
     # training on the model's own rollouts needs the frames they start from; validation clips stay plain
     rollout = dataclasses.replace(

@@ -12,6 +12,7 @@ from vap_env.model.codec import load_codec
 from vap_env.model.cogvideox.loaders import load_config
 from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.model.config import WorldModelConfig
+from vap_env.model.object_dynamics import ObjectDynamics
 
 
 def build_model(
@@ -72,8 +73,11 @@ def build_model(
                 "context_noise_log_sigma",
                 "context_noise_log_sigma_std",
                 "warped_context",
+                "object_warp",
             ):
                 setattr(model.config, name, getattr(model_config, name))
+            if model.config.object_warp and model.object_dynamics is None:  # switched on by this fine-tune
+                model.object_dynamics = ObjectDynamics().eval().requires_grad_(False)
             model.config.num_inference_steps = model_config.num_inference_steps
             model.set_stage(model_config.stage)
         if trained_stage == "pretrain" and model.config.stage != "pretrain" and model.controlnet is not None:

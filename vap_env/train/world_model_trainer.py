@@ -40,6 +40,7 @@ from torch import Tensor
 
 from vap_env.model.cogvideox.model import ActionToVideoModel
 from vap_env.model.config import WorldModelConfig
+from vap_env.model.object_dynamics import fit_object_dynamics
 from vap_env.train.clip_cache import ClipCache
 from vap_env.train.clips import OBJECT_MOVES
 from vap_env.train.config import WorldModelTrainConfig
@@ -155,6 +156,17 @@ def train_world_model(
         assert init_from is not None  # build_model refuses a new model in this stage
         teacher = build_teacher(init_from, model.config.num_inference_steps).to(accelerator.device)
     where = (", ".join(map(str, data_dirs)), ", ".join(map(str, val_data_dirs or data_dirs)))
+    if model.config.object_warp:
+        # deterministic (seeded), so every process, and a resumed run, fits the same weights
+        dynamics, figures = fit_object_dynamics(
+            list(train_episodes), list(heldout_episodes), progress=accelerator.is_local_main_process
+        )
+        model.object_dynamics = dynamics.requires_grad_(False)
+        accelerator.print(
+            f"object dynamics: held-out one-step error {figures.get('heldout_error_mm', float('nan')):.2f} mm "
+            f"where the object moves (no motion: {figures.get('heldout_still_mm', float('nan')):.2f} mm), "
+            f"{figures['train_seconds']:.0f} s"
+        )
     cache = ClipCache() if config.cache_clips else None
     train_clips, heldout_clips = make_clips(
         model.config,

@@ -33,6 +33,7 @@ from vap_env.model.cogvideox.transformer import (
 )
 from vap_env.model.config import ATTACHMENT_FIELDS, WorldModelConfig
 from vap_env.model.loading import CONFIG_FILE
+from vap_env.model.object_dynamics import OBJECT_DYNAMICS_DIR, ObjectDynamics
 from vap_env.prompts.kinds import prompt_kind
 
 if TYPE_CHECKING:
@@ -96,6 +97,9 @@ class ActionToVideoLoadersMixin:
                     if k.startswith("state_embedder.")
                 }
             )
+        if config.object_warp:
+            dynamics = ObjectDynamics.load(directory / OBJECT_DYNAMICS_DIR)
+            model.object_dynamics = dynamics.requires_grad_(False).to(device)
         if config.lora_rank > 0:
             lora = load_weights_file(directory / LORA_WEIGHTS)
             result = set_peft_model_state_dict(model.transformer, lora)

@@ -49,6 +49,7 @@ from vap_env.model.cogvideox.transformer import (
 )
 from vap_env.model.config import WorldModelConfig
 from vap_env.model.loading import CLASS_NAME_KEY, CONFIG_FILE
+from vap_env.model.object_dynamics import OBJECT_DYNAMICS_DIR, ObjectDynamics
 from vap_env.model.protocol import WorldModelSpec
 from vap_env.model.sampler import default_scheduler, sample_latents
 from vap_env.prompts.kinds import prompt_kind
@@ -86,6 +87,8 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
         super().__init__()
         self.config = dataclasses.replace(config)  # a copy: `set_stage` writes the stage into it
         self.codec = (codec or PixelCodec()).eval().requires_grad_(False)
+        # where a pushed object goes (fitted by the trainer, frozen here: no stage trains it)
+        self.object_dynamics = ObjectDynamics().eval().requires_grad_(False) if config.object_warp else None
         fingerprint = module_fingerprint(self.codec)
         if config.codec_fingerprint not in (None, fingerprint):
             raise ValueError(
@@ -244,6 +247,7 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
             state_dim=c.state_dim,
             num_inference_steps=c.num_inference_steps,
             warped_context=c.warped_context,
+            object_warp=c.object_warp,
         )
 
     # ------------------------------------------------------------------ the model
@@ -525,6 +529,8 @@ class ActionToVideoModel(ActionToVideoTrainingMixin, ActionToVideoLoadersMixin, 
                 lora = get_peft_model_state_dict(self.transformer)
                 save_weights_file(lora, tmp / LORA_WEIGHTS)
             self.codec.save_pretrained(tmp / "codec")
+            if self.object_dynamics is not None:
+                self.object_dynamics.save(tmp / OBJECT_DYNAMICS_DIR)
             self.scheduler.save_pretrained(tmp / "scheduler")
             extras = {f"null_text.{k}": v for k, v in self.null_text.state_dict().items()}
             if self.state_embedder is not None:
