@@ -13,7 +13,8 @@ an affine map fitted (least squares) from its points' projections at the next st
 the frame's state; one map per piece is exact for a rigid piece under an affine camera and within a fraction
 of a pixel for the few-centimetre steps between frames. Background where the robot was and no longer is
 (disoccluded) is filled by OpenCV's Telea inpainting from the background around the robot's silhouette in the
-frame; everything else is the frame unchanged (the cube the arm is about to push is the model's to move). A
+frame; everything else is the frame unchanged (the cube the arm pushes is the model's to move, unless the
+object is moved too: :func:`move_object`, by a learned object dynamics, ``WorldModelConfig.object_warp``). A
 robot pixel with nothing to move there (its source outside the frame: the arm coming into view; or not the
 robot's: a part newly turned to the camera) takes its colours from the robot's own render
 (:class:`RobotAppearance`: PyBullet's TinyRenderer, the URDF's visual meshes and colours, through the camera
