@@ -220,13 +220,10 @@ def test_step_before_reset_and_render_without_mode(model: ActionToVideoModel) ->
     env.close()
 
 
-def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commanded_pose(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _warped_hull_model(**extra: object) -> tuple:
+    """A tiny 64x64 motion-compensated ``hull`` model, and the list its ``generate`` calls append their
+    context batches to."""
     from tests.conftest import tiny_world_model
-    from vap_env.envs.imagined_world import ImaginedWorld
-    from vap_env.model.codec import frames_to_tensor
-    from vap_env.prompts.warp import PosedRobot, RobotAppearance, warp_to_pose
 
     model = tiny_world_model(
         robot="panda",
@@ -239,14 +236,26 @@ def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commande
         context_frames=2,
         context_layout="channels",
         warped_context=True,
+        **extra,
     ).eval()
-    assert model.spec.warped_context
     seen = []
     generate = model.generate
     model.generate = lambda context, *args, **kwargs: (
         seen.append(context.clone()),
         generate(context, *args, **kwargs),
     )[1]
+    return model, seen
+
+
+def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commanded_pose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vap_env.envs.imagined_world import ImaginedWorld
+    from vap_env.model.codec import frames_to_tensor
+    from vap_env.prompts.warp import PosedRobot, RobotAppearance, warp_to_pose
+
+    model, seen = _warped_hull_model()
+    assert model.spec.warped_context
     posings = []
     pose = PosedRobot.at
     monkeypatch.setattr(PosedRobot, "at", lambda *a: (posings.append(1), pose(*a))[1])
@@ -274,25 +283,12 @@ def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commande
 
 
 def test_an_object_warp_model_moves_the_cube_where_its_object_dynamics_sends_it() -> None:
-    from tests.conftest import tiny_world_model
     from vap_env.envs.imagined_world import ImaginedWorld
     from vap_env.model.codec import frames_to_tensor
     from vap_env.model.object_dynamics import ObjectDynamics
     from vap_env.prompts.warp import PosedRobot, RobotAppearance, move_object, warp_posed
 
-    model = tiny_world_model(
-        robot="panda",
-        image_size=64,
-        patch_size=8,
-        num_layers=2,
-        controlnet_layers=1,
-        num_inference_steps=1,
-        prompt="hull",
-        context_frames=2,
-        context_layout="channels",
-        warped_context=True,
-        object_warp=True,
-    ).eval()
+    model, seen = _warped_hull_model(object_warp=True)
     # dynamics that push the cube 2 cm along +x at every step the TCP is within reach
     dynamics = ObjectDynamics()
     with torch.no_grad():
@@ -300,12 +296,6 @@ def test_an_object_warp_model_moves_the_cube_where_its_object_dynamics_sends_it(
         last.weight.zero_()
         last.bias.copy_(torch.tensor([1.0, 0.0]))  # x 50 scaled: 2 cm
     model.object_dynamics = dynamics.eval()
-    seen = []
-    generate = model.generate
-    model.generate = lambda context, *args, **kwargs: (
-        seen.append(context.clone()),
-        generate(context, *args, **kwargs),
-    )[1]
     world = ImaginedWorld(model, reset_mode="sim", obs_mode="image")
     episode = world.new_episode(np.random.default_rng(0), seed=3)
     assert episode.sprite is not None  # the cube is in the first frame
