@@ -109,7 +109,7 @@ def add_world_flags(parser: argparse.ArgumentParser) -> None:
         default="default",
         metavar="DIR",
         help="world model: a save_pretrained directory, a `vap-env train` output, or `default` (the shipped "
-        "tiny Panda push and reach model, 64x64); default: default",
+        "tiny Panda push model, 128x128, with object dynamics; it serves reach too); default: default",
     )
     add_config_flags(parser, EvaluateConfig, WORLD_FLAGS[:4])
     parser.add_argument(

@@ -12,6 +12,7 @@ the world reads only its ``spec`` and calls only its ``generate``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,10 @@ class ImaginedEpisode:
             there (the video model alone then moves it).
         object_position: (3,) where the model's object dynamics has the object: the sprite's position at
             the reset, then moved by the dynamics at every step (its own state, never re-read from the
-            frames, as the robot's command is never re-read either; rewards still read the frames).
+            frames, as the robot's command is never re-read either). It is the task-state estimate's object
+            position, which observations and rewards read: the frames are drawn from it (the sprite moved
+            there in the context), and a detector on generated frames mistakes the red smears a generated
+            gripper leaves for the cube (experiment 16 in ``docs/results/interaction_experiments.md``).
     """
 
     controller: ActionController
@@ -351,7 +355,7 @@ class ImaginedWorld:
         for episode, new_frames, prompt in zip(episodes, frames, prompts, strict=True):
             episode.frames = np.concatenate([episode.frames, new_frames])[-tc:]
             episode.prompts = prompt[-tc:].copy()  # its own array: the batch is not kept
-            episode.estimate = estimate_task_state(
+            estimate = estimate_task_state(
                 self.interface.task_name,
                 episode.frames[-1],
                 episode.camera,
@@ -361,6 +365,11 @@ class ImaginedWorld:
                 detector=self.detector,
                 region=self.object_region,
             )
+            if episode.object_position is not None:
+                # the object dynamics' state is the object's position (ImaginedEpisode.object_position);
+                # `object_visible` still says whether the generated frame shows the cube
+                estimate = dataclasses.replace(estimate, object_position=episode.object_position.copy())
+            episode.estimate = estimate
 
     def _context(self, episode: ImaginedEpisode, now: RobotCommand, first: RobotCommand) -> np.ndarray:
         """The context frames of a step from state ``now`` whose first generated frame is commanded ``first``:

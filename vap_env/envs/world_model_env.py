@@ -31,9 +31,11 @@ class WorldModelEnv(gym.Env):
     as the simulator's), draws it as a visual action prompt (a skeleton by default, the kind the model was
     trained with) and lets the world model (a :class:`~vap_env.model.protocol.WorldModel`, by default the
     CogVideoX action-to-video model) generate the next frame(s) from the last ``context_frames`` frames
-    (rolling buffers, as in DIAMOND). Nothing reads a simulator after the reset: the cube's position is
-    estimated from the generated frames (:mod:`vap_env.envs.estimation`), the robot's from its commanded
-    state. A model that generates ``frames_per_step`` = k > 1 frames per call is prompted with k commanded
+    (rolling buffers, as in DIAMOND). Nothing reads a simulator after the reset: the robot's state is its
+    commanded state; the cube's position is the model's own state where it has object dynamics
+    (``spec.object_warp``, as the shipped default does: detected in the first frame, moved by the dynamics
+    at every step, the frames drawn from it), else it is estimated from the generated frames
+    (:mod:`vap_env.envs.estimation`). A model that generates ``frames_per_step`` = k > 1 frames per call is prompted with k commanded
     states along the joint-space line from the previous command to the new one; the observation is the last
     frame.
 
@@ -75,7 +77,7 @@ class WorldModelEnv(gym.Env):
     ## Arguments
 
     - ``model``: a :class:`~vap_env.model.protocol.WorldModel`, its ``save_pretrained`` directory, or
-      ``"default"`` (the shipped tiny Panda push and reach model, 64x64; see
+      ``"default"`` (the shipped tiny Panda push model, 128x128, with object dynamics; see
       ``vap_env/default_model/MODEL_CARD.md``).
     - ``config``: a :class:`~vap_env.envs.config.WorldModelEnvConfig` holding the arguments below but the
       render ones; each of them may also be given as a keyword argument (``gym.make(id, task="reach")``),
