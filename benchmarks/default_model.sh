@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Reproduces the default world model shipped in vap_env/default_model/ (see its MODEL_CARD.md) and the
-# prompt-kind comparison in the README, on a CPU: data (about 5 min), codec (about 15 min on an idle 2-core
-# CPU), pretrain base, seven conditioning variants on push, evaluation; then the skeleton variant continued on
-# push + reach and distilled into one denoising step is the shipped model. Run from the repository root with
-# the venv active. Threads: one per process, two processes share the variants (two cores).
+# figures the README and the model card show, on a CPU: about 3 hours on an idle 2-core CPU (recording ~10
+# minutes, codec ~45, world model ~50 with its set-up, segmenter ~30, evaluations ~45). After an
+# interruption run it again: complete data is kept, the trainings go on from their last checkpoints
+# (`--resume` starts afresh where there is none), the evaluations start over. Run from the repository root
+# with the venv active. The recipe is experiment 15 of docs/results/interaction_experiments.md, the
+# evaluation's cube estimate experiment 16's.
 set -euo pipefail
 export OMP_NUM_THREADS=1
+mkdir -p data runs
 
 # record TASK EPISODES OUT "SPEC SEED"...: EPISODES episodes of each policy SPEC from reset seed SEED on.
 record() {
@@ -14,65 +17,71 @@ record() {
   for spec_seed in "$@"; do
     set -- $spec_seed
     vap-env collect --robot panda --task "$task" --episodes "$episodes" --policy "$1" --seed "$2" \
-      --camera random --image-size 64 --out "$out" --quiet
+      --camera random --image-size 128 --out "$out" --quiet
   done
 }
 
-# 1. Data: Panda push, 64x64, a random camera viewpoint per episode. Training: 4 skills x 50 episodes
-#    (the scripted expert with growing action noise and hesitation: failures, contact, the cube moving).
-#    Held-out: 2 skills x 15 episodes on other seeds, hence other initial states and viewpoints.
-record push 50 data/panda_push_train "scripted:noise=0.0 0" "scripted:noise=0.3,hesitation=0.1 1000" \
-  "scripted:noise=0.6,hesitation=0.2 2000" "scripted:noise=1.0,hesitation=0.3 3000"
-record push 15 data/panda_push_heldout "scripted:noise=0.0 100000" "scripted:noise=0.5,hesitation=0.15 101000"
-#    Panda reach, same skills (40 episodes each) plus 40 of random actions (the arm anywhere); held-out:
-#    2 skills x 10 episodes on other seeds.
-record reach 40 data/panda_reach_train "scripted:noise=0.0 10000" "scripted:noise=0.3,hesitation=0.1 11000" \
-  "scripted:noise=0.6,hesitation=0.2 12000" "scripted:noise=1.0,hesitation=0.3 13000" "random 14000"
-record reach 10 data/panda_reach_heldout "scripted:noise=0.0 110000" "scripted:noise=0.5,hesitation=0.15 111000"
+# 1. Data: Panda push, 128x128, a random camera viewpoint per episode around the default (workspace)
+#    camera, from a family that covers contact without success as well as clean pushes: the scripted expert
+#    with graded action noise and hesitation, pushes aimed 45-315 degrees off the goal line, the push away
+#    from the goal (aim 180), a pass 8 cm above the cube, pushes that stall after 3 or 8 steps, random
+#    actions. 880 training episodes (A, B, C-1, C-2), two recording processes; held-out H: 30 episodes of 4
+#    skills on other seeds, hence other initial states and viewpoints.
+H=data/push128_heldout A=data/push128_train_a B=data/push128_train_b C=data/push128_train_c
+if [ ! -d $C-2 ]; then
+  rm -rf $H $A $B $C-1 $C-2.tmp
+  (
+    record push 8 $H "scripted:noise=0.0 100000" "scripted:noise=0.5,hesitation=0.15 101000"
+    record push 7 $H "scripted:aim=90 102000" "scripted:noise=1.0,hesitation=0.3 103000"
+    record push 90 $A "scripted:noise=0.0 0" "scripted:noise=0.3,hesitation=0.1 1000"
+    record push 40 $A "scripted:aim=180 4000"
+    record push 30 $A "scripted:hover=0.08 5000" "scripted:stall_after=3 6000"
+    record push 40 $C-1 "scripted:aim=45,noise=0.3,hesitation=0.1 11000" \
+      "scripted:aim=90,noise=0.3,hesitation=0.1 12000" "scripted:aim=135,noise=0.3,hesitation=0.1 13000"
+  ) &
+  record push 90 $B "scripted:noise=0.6,hesitation=0.2 2000" "scripted:noise=1.0,hesitation=0.3 3000"
+  record push 40 $B "scripted:aim=90 7000" "scripted:aim=270 8000"
+  record push 30 $B "scripted:stall_after=8 9000" "random 10000"
+  record push 40 $C-2.tmp "scripted:aim=180,noise=0.3,hesitation=0.1 14000" \
+    "scripted:aim=225,noise=0.3,hesitation=0.1 15000" "scripted:aim=270,noise=0.3,hesitation=0.1 16000" \
+    "scripted:aim=315,noise=0.3,hesitation=0.1 17000"
+  wait
+  mv $C-2.tmp $C-2  # last: its presence says the data is complete
+fi
 
-# 2. The codec (4x, 8 latent channels). The shipped one trained 2500 steps, then was resumed to 4000
-#    (a warm restart of the cosine schedule); a single `--steps 4000` run is the clean equivalent. It was
-#    trained before the codec loss weighted the cube (`--object-weight`, default 30 since): 0 reproduces it.
-OMP_NUM_THREADS=2 vap-env train-codec --data data/panda_push_train --val-data data/panda_push_heldout \
-  --out runs/codec4 --image-size 64 --steps 4000 --eval-every 500 --object-weight 0
+# 2. The codec: 4x, 8 latent channels (128x128x3 -> 32x32x8), the loss weighted 30x on the cube.
+OMP_NUM_THREADS=2 vap-env train-codec --data $A $B --val-data $H --out runs/codec4_128 --image-size 128 \
+  --downsample 4 --latent-channels 8 --steps 3000 --eval-every 500 --object-weight 30 --resume
 
-# 3. The pretrain base (video continuation without actions), then the seven variants, 1500 control steps
-#    each, on two processes; then the evaluation of all of them (segmenter fit, open-loop replays).
-OMP_NUM_THREADS=2 vap-env train --data data/panda_push_train --val-data data/panda_push_heldout \
-  --codec runs/codec4 --out runs/pretrain --config tiny --stage pretrain --prompt none --steps 3000 \
-  --eval-every 1000 --checkpoint-every 1000
-common=(--data data/panda_push_train --val-data data/panda_push_heldout --pretrain runs/pretrain
-        --out runs/compare --steps 1500)
-python benchmarks/prompt_comparison.py "${common[@]}" --variants skeleton,mask,lora_only,none --train-only &
-python benchmarks/prompt_comparison.py "${common[@]}" --variants controlnet_only,depth_skeleton,state --train-only
-wait
-python benchmarks/prompt_comparison.py "${common[@]}" \
-  --json docs/results/prompt_comparison.json --plot docs/images/prompt_comparison.png
+# 3. The world model: the tiny CogVideoX transformer + ControlNet + LoRA, trained jointly from scratch at
+#    128x128 on depth-silhouette (`hull`) prompts, two context frames on the channels, context noise, the
+#    newest context frame's robot moved by the kinematics and its cube moved by the object dynamics the
+#    trainer fits first (`object_warp`), the loss weighted 10x on the cube, EMA weights.
+python -c "from vap_env.model.config import WorldModelConfig as C; print(C.tiny(image_size=128, \
+  context_frames=2, context_noise_log_sigma=-2.0, controlnet_encoder_unshuffle=4, \
+  context_layout='channels', prompt='hull', warped_context=True, object_warp=True).to_json())" \
+  > runs/default_model_config.json
+OMP_NUM_THREADS=2 vap-env train --data $A $B $C-1 $C-2 --val-data $H --codec runs/codec4_128 \
+  --config runs/default_model_config.json --stage joint --steps 3000 --eval-every 1000 \
+  --checkpoint-every 500 --object-weight 10 --ema --out runs/default --resume
 
-# 4. The shipped model: the skeleton variant (ControlNet + LoRA, the paper's recipe) continued for 6000
-#    control steps on push + reach (the codec, trained on push, reconstructs held-out reach at 33.2 dB), with
-#    the segmenter; the push-only variant is kept for the per-task comparison of step 5.
-OMP_NUM_THREADS=2 vap-env train --data data/panda_push_train data/panda_reach_train \
-  --val-data data/panda_push_heldout data/panda_reach_heldout --out runs/default --stage control \
-  --init runs/compare/skeleton --steps 6000 --eval-every 1000 --checkpoint-every 1000
-
-#    Then distilled into one denoising step (progressive distillation): the 4-step model above, frozen,
-#    samples with 2 steps (held-out: as good as with 4, docs/results/few_step_sampling.md) and a copy of it
-#    learns to do in one step what those two do. 2000 steps, about 18 minutes on the idle 2-core CPU.
-OMP_NUM_THREADS=2 vap-env train --data data/panda_push_train data/panda_reach_train \
-  --val-data data/panda_push_heldout data/panda_reach_heldout --out runs/distill1 --stage distill \
-  --init runs/default --num-inference-steps 1 --steps 2000 --lr 1e-4 --ema --eval-every 500 \
-  --checkpoint-every 250
+# 4. Its robot segmenter (for mask ST-IoU), fitted by a first 10-episode evaluation on fresh simulator
+#    frames and this codec's reconstructions; then the model and the segmenter become the default.
+OMP_NUM_THREADS=2 vap-env evaluate --model runs/default/model --camera random --episodes 10 --seed 200000 \
+  --out runs/default_eval
 rm -rf vap_env/default_model/model vap_env/default_model/segmenter
-cp -r runs/distill1/model vap_env/default_model/model
-cp -r runs/compare/segmenter vap_env/default_model/segmenter
+cp -r runs/default/model vap_env/default_model/model
+cp -r runs/default_eval/segmenter vap_env/default_model/segmenter
 
-# 5. Per-task held-out open-loop fidelity of the shipped (1-step) model, of the 4-step model it was
-#    distilled from, and of the push-only skeleton variant.
-python benchmarks/heldout_fidelity.py --models default runs/default runs/compare/skeleton \
-  --data data/panda_push_heldout data/panda_reach_heldout --json docs/results/default_model_heldout.json
+# 5. Open-loop contact fidelity on the held-out pushes (the contact windows, every episode, the repeat
+#    baseline; the cube tracks plotted).
+OMP_NUM_THREADS=2 python benchmarks/contact_fidelity.py --models default --data $H \
+  --segmenter vap_env/default_model/segmenter --json docs/results/default_model_contact.json \
+  --tracks docs/images/default_model_tracks.png
 
-# 6. Policy evaluation with the shipped model: the push family (7 policies) x 50 held-out episodes (seeds
-#    200000+).
-vap-env evaluate --model default --camera random --episodes 50 --seed 200000 --horizon 16 --videos 1 \
-  --out docs/results/policy_evaluation
+# 6. Policy evaluation with the shipped model: the push family (7 policies) and the reach family x 50
+#    held-out episodes (seeds 200000+, random viewpoints).
+OMP_NUM_THREADS=2 vap-env evaluate --model default --camera random --episodes 50 --seed 200000 --horizon 16 \
+  --videos 1 --out docs/results/policy_evaluation
+OMP_NUM_THREADS=2 vap-env evaluate --model default --task reach --camera random --episodes 50 --seed 200000 \
+  --horizon 16 --videos 1 --out docs/results/policy_evaluation_reach

@@ -9,7 +9,7 @@ after: PSNR and robot/object mask ST-IoU per horizon, beside repeating the first
     python examples/finetune_on_my_episodes.py --data data/my_push --steps 2000 --out runs/finetuned
 
 Defaults take about 10 minutes on a 2-core CPU. Episodes must show the default's robot (the Panda) at its
-image size (64x64); the command line is ``vap-env train --init default --stage control`` underneath, so a
+image size (128x128); the command line is ``vap-env train --init default --stage control`` underneath, so a
 run can be resumed with ``vap-env train ... --resume`` or continued from ``--out``.
 """
 
@@ -23,11 +23,14 @@ HORIZONS = (1, 4, 8)
 
 
 def record(out: Path, episodes: int, policy: str, seed: int) -> Path:
-    """``episodes`` random-camera Panda push episodes of ``policy`` from reset seed ``seed`` (continued if
-    ``out`` already holds some)."""
+    """``episodes`` random-camera Panda push episodes of ``policy`` from reset seed ``seed`` at the default
+    model's image size (continued if ``out`` already holds some)."""
+    from vap_env.model.cogvideox.loaders import load_config
+    from vap_env.model.loading import default_model_path
     from vap_env.recording import collect
 
-    collect("panda", "push", episodes, policy, out, image_size=64, camera="random", seed=seed)
+    size = load_config(default_model_path()).image_size[0]
+    collect("panda", "push", episodes, policy, out, image_size=size, camera="random", seed=seed)
     return out
 
 
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--data", type=Path, help="your recorded episodes (`vap-env collect`), Panda at 64x64"
+        "--data", type=Path, help="your recorded episodes (`vap-env collect`), Panda at 128x128"
     )
     source.add_argument(
         "--record", type=int, metavar="N", help="record N push episodes first (into OUT/data)"

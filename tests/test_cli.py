@@ -118,6 +118,6 @@ def test_the_default_model_script_commands_parse() -> None:
     # the shell variables of its record() function, with values of the kind it passes
     values = {"$task": "push", "$episodes": "50", "$1": "scripted:noise=0.0", "$2": "0", "$out": "data/x"}
     commands = _documented_commands(script.read_text())
-    assert [c[0] for c in commands] == ["collect", "train-codec", "train", "train", "train", "evaluate"]
+    assert [c[0] for c in commands] == ["collect", "train-codec", "train", "evaluate", "evaluate", "evaluate"]
     for argv in commands:
         build_parser().parse_args([values.get(word, word) for word in argv])

@@ -322,6 +322,10 @@ def test_an_object_warp_model_moves_the_cube_where_its_object_dynamics_sends_it(
         else:
             np.testing.assert_allclose(episode.object_position, at)  # out of reach: not moved
         torch.testing.assert_close(seen[-1][0], frames_to_tensor(np.stack([frames[-1], expected])))
+        # the dynamics' cube is the task state that observations and rewards read, whatever an untrained
+        # model's generated frame shows there
+        np.testing.assert_allclose(episode.estimate.object_position, episode.object_position)
+        np.testing.assert_allclose(world.info(episode)["object_position"], episode.object_position)
     del model.object_dynamics
     with pytest.raises(ValueError, match="has none"):
         ImaginedWorld(model, reset_mode="sim")
