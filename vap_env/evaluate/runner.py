@@ -146,16 +146,16 @@ def evaluate(
                    disagreement_videos=disagreement_videos)  # fmt: skip  # validates every field
     run = _prepare(model_dir, robot, task, seed, episodes, max_steps, camera, num_inference_steps, device,
                    batch_size, progress)  # fmt: skip
-    if (
-        segmenter is None
-        and segmenter_config is None
-        and isinstance(model_dir, str)
-        and model_dir == "default"
-    ):
+    shipped = segmenter is None and segmenter_config is None and isinstance(model_dir, str)
+    shipped = shipped and model_dir == "default"
+    if shipped:
         from vap_env.model.loading import default_segmenter_path
 
         segmenter = default_segmenter_path()  # fitted with the default model's codec; None: fit one
+        shipped = segmenter is not None
     given = _given_segmenter(segmenter, run)
+    if shipped:  # the shipped one: a report names it so, not this machine's install path
+        given = given[0], "default"
     timing: dict[str, float] = {}
     sim_env, state_env = run.sim_env(), run.sim_env("state")
     try:
