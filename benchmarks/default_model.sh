@@ -77,7 +77,7 @@ cp -r runs/default_eval/segmenter vap_env/default_model/segmenter
 #    baseline; the cube tracks plotted).
 OMP_NUM_THREADS=2 python benchmarks/contact_fidelity.py --models default --data $H \
   --segmenter vap_env/default_model/segmenter --json docs/results/default_model_contact.json \
-  --tracks docs/images/default_model_tracks.png
+  --tracks docs/images/default_model_tracks.png --videos runs/default_contact_videos
 
 # 6. Policy evaluation with the shipped model: the push family (7 policies) and the reach family x 50
 #    held-out episodes (seeds 200000+, random viewpoints).

@@ -26,7 +26,9 @@ def main() -> None:
     )
     p.add_argument("--policy", default="scripted:noise=0.3,hesitation=0.1")
     p.add_argument("--camera", default="random", choices=("fixed", "random"))
-    p.add_argument("--steps", type=int, default=24, help="steps replayed per episode")
+    p.add_argument(
+        "--steps", type=int, default=40, help="steps replayed per episode (a push reaches the cube after ~20)"
+    )
     p.add_argument("--side", type=int, default=128, help="pixels per panel side")
     p.add_argument("--fps", type=int, default=6)
     args = p.parse_args()
