@@ -35,9 +35,9 @@ class WorldModelEnv(gym.Env):
     commanded state; the cube's position is the model's own state where it has object dynamics
     (``spec.object_warp``, as the shipped default does: detected in the first frame, moved by the dynamics
     at every step, the frames drawn from it), else it is estimated from the generated frames
-    (:mod:`vap_env.envs.estimation`). A model that generates ``frames_per_step`` = k > 1 frames per call is prompted with k commanded
-    states along the joint-space line from the previous command to the new one; the observation is the last
-    frame.
+    (:mod:`vap_env.envs.estimation`). A model that generates ``frames_per_step`` = k > 1 frames per call is
+    prompted with k commanded states along the joint-space line from the previous command to the new one; the
+    observation is the last frame.
 
     ## Action Space
 

@@ -112,7 +112,8 @@ def saved_class_name(directory: str | Path) -> str:
 
 def default_model_path() -> Path:
     """The directory of the default world model (``model="default"``): the tiny Panda push model,
-    128x128, hull prompts, motion-compensated context and object dynamics, trained by vap-env on its simulator (see ``vap_env/default_model/MODEL_CARD.md``).
+    128x128, hull prompts, motion-compensated context and object dynamics, trained by vap-env on its
+    simulator (see ``vap_env/default_model/MODEL_CARD.md``).
 
     Raises:
         FileNotFoundError: If this installation lacks it (a build without package data); the message says
