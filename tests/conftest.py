@@ -105,3 +105,15 @@ def make_config() -> Callable[..., WorldModelConfig]:
 def make_model() -> Callable[..., ActionToVideoModel]:
     """Factory of seeded tiny models: :func:`tiny_world_model`, ``make_model(seed=0, **config_overrides)``."""
     return tiny_world_model
+
+
+def arm_view(desc):  # noqa: ANN001, ANN201 (a RobotDescription -> its CameraSpec)
+    """A camera spec that sees the robot's whole arm, for the tests of arm geometry (projection, renders,
+    warps): the robot's default camera, except the Panda's, which frames the workspace and leaves its upper
+    arm out of view at home; for it, the Panda's default view until December 2026 (target (0.45, 0, 0.18),
+    1.05 m, pitch -30)."""
+    import dataclasses
+
+    if desc.name != "panda":
+        return desc.camera
+    return dataclasses.replace(desc.camera, target=(0.45, 0.0, 0.18), distance=1.05, pitch=-30.0)

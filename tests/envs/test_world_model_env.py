@@ -11,7 +11,10 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import vap_env
+from tests.conftest import arm_view
+from vap_env.camera import Camera
 from vap_env.data import DatasetWriter
+from vap_env.description import load_description
 from vap_env.envs import wm_env_id
 from vap_env.envs.world_model_env import WorldModelEnv
 from vap_env.model import ActionToVideoModel
@@ -259,7 +262,10 @@ def test_a_motion_compensated_model_gets_the_newest_frame_warped_to_the_commande
     posings = []
     pose = PosedRobot.at
     monkeypatch.setattr(PosedRobot, "at", lambda *a: (posings.append(1), pose(*a))[1])
-    world = ImaginedWorld(model, reset_mode="sim", obs_mode="image")
+    # a view of the whole arm: under the Panda's workspace camera the hand comes into view, and drawing its
+    # unseen pixels from the robot's render poses it once more (RobotAppearance)
+    camera = Camera.from_spec(arm_view(load_description("panda")), 64, 64)
+    world = ImaginedWorld(model, reset_mode="sim", obs_mode="image", camera=camera)
     episode = world.new_episode(np.random.default_rng(0), seed=3)
     appearance = RobotAppearance(world.robot, episode.camera)  # asked what the world's is asked, in order
     for step in range(2):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import arm_view
 from vap_env.camera import Camera, ViewpointSampler
 from vap_env.kinematics import Robot
 from vap_env.prompts import ActionPrompter
@@ -18,8 +19,8 @@ from vap_env.prompts.hull import _load_mesh, convex_pieces, render_hull_mask_dep
 def test_the_hull_silhouette_and_depth_match_pybullets_render(name: str) -> None:
     robot = Robot(name)
     rng = np.random.default_rng(0)
-    cameras = [Camera.from_spec(robot.desc.camera, 128, 128)]
-    cameras += [ViewpointSampler.around(robot.desc.camera).sample(rng, 96, 96) for _ in range(2)]
+    cameras = [Camera.from_spec(arm_view(robot.desc), 128, 128)]
+    cameras += [ViewpointSampler.around(arm_view(robot.desc)).sample(rng, 96, 96) for _ in range(2)]
     ious, depth_errors = [], []
     for camera in cameras:
         for _ in range(4):

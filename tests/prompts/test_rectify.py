@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import arm_view
 from vap_env.camera import Camera
 from vap_env.prompts import ActionPrompter, Rectification, RectificationConfig, estimate_rectification
 
@@ -61,7 +62,7 @@ def test_rectification_warps_image_prompts(robots, observed_world, tools):
     """``warp`` moves a mask prompt from the wrong camera onto the robot; ``apply_points`` agrees with it."""
     robot, world = robots["panda"], observed_world("panda")
     rng = np.random.default_rng(5)
-    cam = Camera.from_spec(robot.desc.camera, 128, 128)
+    cam = Camera.from_spec(arm_view(robot.desc), 128, 128)
     q, g = tools.random_state(robot, rng)
     frame, seg = world.render(q, g, cam)
     wrong = tools.perturb_camera(cam, rng, DEGREES, METRES)

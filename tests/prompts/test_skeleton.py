@@ -7,6 +7,7 @@ import pybullet as p
 import pytest
 from pybullet_utils import bullet_client
 
+from tests.conftest import arm_view
 from vap_env.camera import Camera, ViewpointSampler
 from vap_env.description import Bone, SkeletonGraph
 from vap_env.prompts import PROMPT_KINDS, ActionPrompter, DepthSkeletonRenderer, SkeletonRenderer
@@ -86,7 +87,7 @@ def test_bone_width_scales_with_image_size(robots):
 
 def test_depth_skeleton_nearer_bone_is_brighter_and_thicker(robots):
     robot = robots["panda"]
-    cam = Camera.from_spec(robot.desc.camera, 128, 128)
+    cam = Camera.from_spec(arm_view(robot.desc), 128, 128)
     uv, z = cam.project(robot.fk(robot.home, 1.0))
     bone = _longest_bone(robot.graph, uv)
     # The same pixels, the whole arm half a metre nearer or farther: only the depth cue differs.
@@ -143,8 +144,8 @@ def _marker_errors(robot, rng: np.random.Generator, radius: float = 0.02) -> np.
     try:
         shape = client.createVisualShape(p.GEOM_SPHERE, radius=radius, rgbaColor=[1, 0, 0, 1])
         for cam in (
-            Camera.from_spec(robot.desc.camera, 256, 256),
-            ViewpointSampler.around(robot.desc.camera).sample(rng, 256, 192),
+            Camera.from_spec(arm_view(robot.desc), 256, 256),
+            ViewpointSampler.around(arm_view(robot.desc)).sample(rng, 256, 192),
         ):
             uv, z = cam.project(keypoints)
             view, proj = cam.to_pybullet()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import arm_view
 from vap_env.camera import Camera
 from vap_env.data import EpisodeDataset
 from vap_env.kinematics import Robot
@@ -43,7 +44,7 @@ def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 @pytest.mark.parametrize("name", ["panda", "xarm6", "kuka_iiwa"])
 def test_the_warped_frame_shows_the_robot_at_the_next_pose(name: str) -> None:
     robot = Robot(name)
-    camera = Camera.from_spec(robot.desc.camera, 128, 128)
+    camera = Camera.from_spec(arm_view(robot.desc), 128, 128)
     rng = np.random.default_rng(1)
     gains, inpainted, left = [], [], []
     for _ in range(4):

@@ -29,6 +29,7 @@ def test_latent_world_model_beats_repeat_last_frame_on_heldout(tmp_path: Path) -
     # 13.4 dB untrained -> 26.74 dB, against 25.12 dB for repeating the last frame; SSIM 0.894 vs 0.880.
     # After 600 steps it was still below (23.95 dB). The repeat baseline is a function of the recorded data:
     # 25.06 dB since the IK change of 7 December 2026 (commands moved by up to 7e-5 rad).
+    print(result)
     assert result["baseline_psnr"] == pytest.approx(25.06, abs=0.05)
     assert result["heldout_psnr"] > result["baseline_psnr"] + 0.8
     assert result["heldout_ssim"] > result["baseline_ssim"]
