@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the default world model shipped in vap_env/default_model/ (see its MODEL_CARD.md) and the
-# figures the README and the model card show, on a CPU: about 3 hours on an idle 2-core CPU (recording ~10
-# minutes, codec ~45, world model ~50 with its set-up, segmenter ~30, evaluations ~45). After an
+# figures the README and the model card show, on a CPU: on an idle 2-core CPU about 2.2 hours of recording
+# and training (recording ~12 minutes, codec ~45, world model ~50 with its set-up, segmenter ~23), then about
+# an hour of evaluations (the 10-episode one that fits the segmenter, contact fidelity, push and reach). After an
 # interruption run it again: complete data is kept, the trainings go on from their last checkpoints
 # (`--resume` starts afresh where there is none), the evaluations start over. Run from the repository root
 # with the venv active. The recipe is experiment 15 of docs/results/interaction_experiments.md, the
